@@ -1,0 +1,325 @@
+"""Clients with chromadb 1.x's names and arguments, over one root (a path or fsspec URL)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+import weakref
+from typing import Any
+
+from lakevec import __version__
+from lakevec.catalog import DEFAULT_DATABASE, DEFAULT_TENANT, Catalog
+from lakevec.collection import Collection
+from lakevec.config import Settings, collection_configuration, modified_configuration
+from lakevec.engine import CollectionEngine
+from lakevec.errors import AuthorizationError, InternalError, InvalidArgumentError, NotFoundError, UniqueConstraintError
+from lakevec.lake.storage import Storage
+from lakevec.types import Database, Tenant
+from lakevec.utils.embedding_functions import DefaultEmbeddingFunction
+from lakevec.write import validate as v
+
+_DEFAULT_EF = DefaultEmbeddingFunction()
+
+
+def _validate_db_name(name: Any, what: str) -> str:
+    if not isinstance(name, str) or len(name) < 3:
+        raise InvalidArgumentError(f"{what} name must be a string of at least 3 characters, got {name!r}")
+    return name
+
+
+class AdminClient:
+    """Tenants and databases of a root (Chroma's ``AdminClient``)."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        path: str | None = None,
+        storage_options: dict[str, Any] | None = None,
+        _storage: Storage | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        if _storage is None:
+            _storage = Storage(path or _memory_root(self), storage_options)
+        self._storage = _storage
+        self._catalog = Catalog(_storage)
+
+    def create_tenant(self, name: str) -> None:
+        name = _validate_db_name(name, "Tenant")
+
+        def change(doc: dict) -> None:
+            if name in doc["tenants"]:
+                raise UniqueConstraintError(f"Tenant {name} already exists")
+            doc["tenants"][name] = {"databases": {}}
+
+        self._catalog.update(change)
+
+    def get_tenant(self, name: str) -> Tenant:
+        if Catalog.tenant(self._catalog.read(), name) is None:
+            raise NotFoundError(f"Tenant [{name}] not found")
+        return {"name": name}
+
+    def create_database(self, name: str, tenant: str = DEFAULT_TENANT) -> None:
+        name = _validate_db_name(name, "Database")
+
+        def change(doc: dict) -> None:
+            t = Catalog.tenant(doc, tenant)
+            if t is None:
+                raise NotFoundError(f"Tenant [{tenant}] not found")
+            if name in t["databases"]:
+                raise UniqueConstraintError(f"Database {name} already exists for tenant {tenant}")
+            t["databases"][name] = Catalog.new_database()
+
+        self._catalog.update(change)
+
+    def get_database(self, name: str, tenant: str = DEFAULT_TENANT) -> Database:
+        db = Catalog.database(self._catalog.read(), tenant, name)
+        if db is None:
+            raise NotFoundError(f"Database [{name}] not found in tenant [{tenant}]")
+        return {"id": uuid.UUID(db["id"]), "name": name, "tenant": tenant}
+
+    def list_databases(
+        self, limit: int | None = None, offset: int | None = None, tenant: str = DEFAULT_TENANT
+    ) -> list[Database]:
+        limit, offset = v.validate_limit(limit, "limit"), v.validate_limit(offset, "offset")
+        t = Catalog.tenant(self._catalog.read(), tenant)
+        if t is None:
+            raise NotFoundError(f"Tenant [{tenant}] not found")
+        names = list(t["databases"])[offset or 0 :]
+        names = names if limit is None else names[:limit]
+        return [{"id": uuid.UUID(t["databases"][n]["id"]), "name": n, "tenant": tenant} for n in names]
+
+    def delete_database(self, name: str, tenant: str = DEFAULT_TENANT) -> None:
+        def change(doc: dict) -> dict:
+            db = Catalog.database(doc, tenant, name)
+            if db is None:
+                raise NotFoundError(f"Database [{name}] not found in tenant [{tenant}]")
+            del doc["tenants"][tenant]["databases"][name]
+            return db
+
+        db = self._catalog.update(change)
+        for record in db["collections"].values():
+            self._storage.delete_tree(self._storage.join("collections", record["id"]))
+
+
+def _memory_root(owner: object) -> str:
+    """A private ``memory://`` prefix, removed when its client is garbage collected."""
+    root = f"memory://lakevec-{uuid.uuid4().hex}"
+
+    def cleanup(url: str = root) -> None:
+        try:
+            Storage(url).delete_tree(Storage(url).root)
+        except Exception:
+            pass
+
+    weakref.finalize(owner, cleanup)
+    return root
+
+
+class Client(AdminClient):
+    """A client bound to one tenant and database. ``Client()`` alone is in memory, as in Chroma."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        tenant: str = DEFAULT_TENANT,
+        database: str = DEFAULT_DATABASE,
+        *,
+        path: str | None = None,
+        storage_options: dict[str, Any] | None = None,
+    ) -> None:
+        settings = settings or Settings()
+        if path is None and settings.is_persistent:
+            path = settings.persist_directory
+        super().__init__(settings, path=path, storage_options=storage_options)
+        self._engines: dict[str, CollectionEngine] = {}
+        self._engines_lock = threading.Lock()
+        self.tenant, self.database = DEFAULT_TENANT, DEFAULT_DATABASE
+        self.set_tenant(tenant, database)
+
+    # -- identity ------------------------------------------------------------------------
+    def heartbeat(self) -> int:
+        return time.time_ns()
+
+    def get_version(self) -> str:
+        return __version__
+
+    def set_tenant(self, tenant: str, database: str = DEFAULT_DATABASE) -> None:
+        self.get_tenant(tenant)
+        self.get_database(database, tenant)
+        self.tenant, self.database = tenant, database
+
+    def set_database(self, database: str) -> None:
+        self.set_tenant(self.tenant, database)
+
+    def reset(self) -> bool:
+        if not self.settings.allow_reset:
+            raise AuthorizationError("Reset is disabled by config")
+        with self._engines_lock:
+            self._engines.clear()
+        self._storage.delete_tree(self._storage.root)
+        if self._storage.local:
+            import os
+
+            os.makedirs(self._storage.root, exist_ok=True)
+        self._catalog = Catalog(self._storage)
+        return True
+
+    # -- collections ---------------------------------------------------------------------
+    def _database_doc(self, doc: dict) -> dict:
+        db = Catalog.database(doc, self.tenant, self.database)
+        if db is None:
+            raise NotFoundError(f"Database [{self.database}] not found in tenant [{self.tenant}]")
+        return db
+
+    def _engine(self, collection_id: str) -> CollectionEngine:
+        with self._engines_lock:
+            engine = self._engines.get(collection_id)
+            if engine is None:
+                engine = self._engines[collection_id] = CollectionEngine(self._storage, collection_id)
+            return engine
+
+    def _wrap(self, record: dict, embedding_function: Any) -> Collection:
+        return Collection(
+            self, record, self._engine(record["id"]), embedding_function, self.tenant, self.database
+        )
+
+    def create_collection(
+        self,
+        name: str,
+        configuration: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+        embedding_function: Any = _DEFAULT_EF,
+        data_loader: Any = None,
+        get_or_create: bool = False,
+    ) -> Collection:
+        name = v.validate_collection_name(name)
+        metadata = v.validate_collection_metadata(metadata)
+        config = collection_configuration(configuration, metadata, embedding_function)
+        record = {"id": str(uuid.uuid4()), "name": name, "metadata": metadata, "configuration": config}
+
+        def change(doc: dict) -> dict:
+            collections = self._database_doc(doc)["collections"]
+            if name in collections:
+                if get_or_create:
+                    return collections[name]
+                raise InternalError(f"Collection [{name}] already exists")
+            collections[name] = record
+            return record
+
+        existing = self._database_doc(self._catalog.read())["collections"].get(name)
+        if existing is not None and get_or_create:
+            return self._wrap(existing, embedding_function)
+        result = self._catalog.update(change)
+        if result is record:
+            self._engine(record["id"]).create(config)
+        return self._wrap(result, embedding_function)
+
+    def get_collection(self, name: str, embedding_function: Any = _DEFAULT_EF, data_loader: Any = None) -> Collection:
+        record = self._database_doc(self._catalog.read())["collections"].get(name)
+        if record is None:
+            raise NotFoundError(f"Collection [{name}] does not exist")
+        return self._wrap(record, embedding_function)
+
+    def get_or_create_collection(
+        self,
+        name: str,
+        configuration: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+        embedding_function: Any = _DEFAULT_EF,
+        data_loader: Any = None,
+    ) -> Collection:
+        return self.create_collection(
+            name, configuration, metadata, embedding_function, data_loader, get_or_create=True
+        )
+
+    def list_collections(self, limit: int | None = None, offset: int | None = None) -> list[Collection]:
+        limit, offset = v.validate_limit(limit, "limit"), v.validate_limit(offset, "offset")
+        records = list(self._database_doc(self._catalog.read())["collections"].values())
+        records = records[offset or 0 :]
+        if limit is not None:
+            records = records[:limit]
+        return [self._wrap(r, _DEFAULT_EF) for r in records]
+
+    def count_collections(self) -> int:
+        return len(self._database_doc(self._catalog.read())["collections"])
+
+    def delete_collection(self, name: str) -> None:
+        def change(doc: dict) -> dict:
+            collections = self._database_doc(doc)["collections"]
+            if name not in collections:
+                raise NotFoundError(f"Collection [{name}] does not exist")
+            return collections.pop(name)
+
+        record = self._catalog.update(change)
+        with self._engines_lock:
+            self._engines.pop(record["id"], None)
+        self._storage.delete_tree(self._storage.join("collections", record["id"]))
+
+    # -- called by Collection ------------------------------------------------------------
+    def _check_exists(self, collection: Collection) -> None:
+        records = self._database_doc(self._catalog.read())["collections"].values()
+        if not any(r["id"] == str(collection.id) for r in records):
+            raise NotFoundError(f"Collection [{collection.name}] does not exist")
+
+    def _modify_collection(
+        self,
+        collection: Collection,
+        name: str | None,
+        metadata: dict[str, Any] | None,
+        configuration: dict[str, Any] | None,
+    ) -> dict:
+        if name is not None:
+            v.validate_collection_name(name)
+        if metadata is not None:
+            metadata = v.validate_collection_metadata(metadata)
+        cid = str(collection.id)
+
+        def change(doc: dict) -> dict:
+            collections = self._database_doc(doc)["collections"]
+            old_name = next((n for n, r in collections.items() if r["id"] == cid), None)
+            if old_name is None:
+                raise NotFoundError(f"Collection [{collection.name}] does not exist")
+            record = dict(collections[old_name])
+            if name is not None and name != old_name:
+                if name in collections:
+                    raise InternalError(f"Collection [{name}] already exists")
+                del collections[old_name]
+                record["name"] = name
+            if metadata is not None:
+                record["metadata"] = metadata
+            if configuration is not None:
+                record["configuration"] = modified_configuration(record["configuration"], configuration)
+            collections[record["name"]] = record
+            return record
+
+        return self._catalog.update(change)
+
+
+class PersistentClient(Client):
+    """A client over a local directory or any fsspec URL (``s3://bucket/prefix``, ...)."""
+
+    def __init__(
+        self,
+        path: str = "./lakevec_data",
+        settings: Settings | None = None,
+        tenant: str = DEFAULT_TENANT,
+        database: str = DEFAULT_DATABASE,
+        storage_options: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(settings, tenant, database, path=str(path), storage_options=storage_options)
+
+
+class EphemeralClient(Client):
+    """A client over a private in-memory root (fsspec ``memory://``), gone with the client."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        tenant: str = DEFAULT_TENANT,
+        database: str = DEFAULT_DATABASE,
+    ) -> None:
+        settings = settings or Settings()
+        settings.is_persistent = False
+        super().__init__(settings, tenant, database)

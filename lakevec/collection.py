@@ -1,0 +1,211 @@
+"""``Collection``: Chroma's collection API. It validates, embeds, and calls the engine."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+import numpy as np
+
+from lakevec.engine import CollectionEngine
+from lakevec.errors import InvalidArgumentError
+from lakevec.types import GetResult
+from lakevec.write import validate as v
+
+if TYPE_CHECKING:
+    from lakevec.client import Client
+
+_GET_DEFAULT = ["metadatas", "documents"]
+
+
+class Collection:
+    def __init__(
+        self,
+        client: Client,
+        record: dict[str, Any],
+        engine: CollectionEngine,
+        embedding_function: Any,
+        tenant: str,
+        database: str,
+    ) -> None:
+        self._client = client
+        self._record = record
+        self._engine = engine
+        self._embedding_function = embedding_function
+        self.tenant = tenant
+        self.database = database
+
+    # -- properties ----------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self._record["name"]
+
+    @property
+    def id(self) -> UUID:
+        return UUID(self._record["id"])
+
+    @property
+    def metadata(self) -> dict[str, Any] | None:
+        return self._record["metadata"]
+
+    @property
+    def configuration(self) -> dict[str, Any]:
+        return self._record["configuration"]
+
+    @property
+    def configuration_json(self) -> dict[str, Any]:
+        return self._record["configuration"]
+
+    @property
+    def embedding_function(self) -> Any:
+        return self._embedding_function
+
+    def __repr__(self) -> str:
+        return f"Collection(name={self.name})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Collection) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    # -- helpers -------------------------------------------------------------------------
+    def _embed(self, documents: list[str | None] | None, op: str) -> np.ndarray | None:
+        if documents is None:
+            return None
+        if self._embedding_function is None:
+            raise InvalidArgumentError(
+                f"You must provide embeddings or an embedding function to compute them in {op}."
+            )
+        if any(d is None for d in documents):
+            raise InvalidArgumentError(f"Cannot embed a None document in {op}.")
+        return self._embedding_function(documents)
+
+    def _prepare(
+        self,
+        op: str,
+        ids: Any,
+        embeddings: Any,
+        metadatas: Any,
+        documents: Any,
+        uris: Any,
+        images: Any,
+    ) -> tuple[list[str], np.ndarray | None, list | None, list | None, list | None]:
+        if images is not None:
+            raise InvalidArgumentError(f"images are not supported by lakevec in {op}.")
+        ids = v.validate_ids(ids)
+        n = len(ids)
+        if documents is not None:
+            documents = v.validate_documents(documents, n)
+        if uris is not None:
+            uris = v.validate_documents(uris, n, field="uris")
+        if metadatas is not None:
+            metadatas = v.validate_metadatas(metadatas, n, allow_none_values=op != "add")
+        if embeddings is None:
+            if documents is None and op != "update":
+                raise InvalidArgumentError(f"Exactly one of uris, images, documents must be provided in {op}.")
+            embeddings = self._embed(documents, op)
+        if embeddings is not None:
+            embeddings = v.validate_embeddings(embeddings, n, self._engine.dimension())
+        self._client._check_exists(self)
+        return ids, embeddings, metadatas, documents, uris
+
+    # -- Chroma's API --------------------------------------------------------------------
+    def count(self) -> int:
+        return self._engine.count()
+
+    def add(
+        self,
+        ids: Any,
+        embeddings: Any = None,
+        metadatas: Any = None,
+        documents: Any = None,
+        images: Any = None,
+        uris: Any = None,
+    ) -> None:
+        """Insert new rows; ids that already exist are left as they are (as Chroma does)."""
+        ids, emb, metas, docs, uris = self._prepare("add", ids, embeddings, metadatas, documents, uris, images)
+        self._engine.add(ids, emb, docs, uris, metas)
+
+    def upsert(
+        self,
+        ids: Any,
+        embeddings: Any = None,
+        metadatas: Any = None,
+        documents: Any = None,
+        images: Any = None,
+        uris: Any = None,
+    ) -> None:
+        ids, emb, metas, docs, uris = self._prepare("upsert", ids, embeddings, metadatas, documents, uris, images)
+        self._engine.upsert(ids, emb, docs, uris, metas, update_only=False)
+
+    def update(
+        self,
+        ids: Any,
+        embeddings: Any = None,
+        metadatas: Any = None,
+        documents: Any = None,
+        images: Any = None,
+        uris: Any = None,
+    ) -> None:
+        ids, emb, metas, docs, uris = self._prepare("update", ids, embeddings, metadatas, documents, uris, images)
+        self._engine.upsert(ids, emb, docs, uris, metas, update_only=True)
+
+    def delete(
+        self,
+        ids: Any = None,
+        where: Any = None,
+        where_document: Any = None,
+    ) -> dict[str, int]:
+        if ids is None and where is None and where_document is None:
+            raise InvalidArgumentError("At least one of ids, where, or where_document must be provided in delete.")
+        if ids is not None:
+            ids = v.validate_ids(ids)
+        if where is not None:
+            v.validate_where(where)
+        if where_document is not None:
+            v.validate_where_document(where_document)
+        self._client._check_exists(self)
+        return {"deleted": self._engine.delete(ids=ids, where=where, where_document=where_document)}
+
+    def get(
+        self,
+        ids: Any = None,
+        where: Any = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        where_document: Any = None,
+        include: Any = None,
+    ) -> GetResult:
+        """Rows by id and/or filter, in insertion order, like Chroma's ``get``."""
+        if ids is not None:
+            ids = v.validate_ids(ids)
+        if where is not None:
+            v.validate_where(where)
+        if where_document is not None:
+            v.validate_where_document(where_document)
+        include = v.validate_include(_GET_DEFAULT if include is None else include, allow_distances=False)
+        if "data" in include:
+            raise InvalidArgumentError("You must set a data loader on the collection if loading from URIs.")
+        limit = v.validate_limit(limit, "limit")
+        offset = v.validate_limit(offset, "offset")
+        return self._engine.get(
+            ids=ids,
+            where=where or None,
+            where_document=where_document or None,
+            limit=limit,
+            offset=offset,
+            include=include,
+        )  # type: ignore[return-value]
+
+    def peek(self, limit: int = 10) -> GetResult:
+        return self.get(limit=limit, include=["embeddings", "documents", "metadatas"])
+
+    def modify(
+        self,
+        name: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        configuration: dict[str, Any] | None = None,
+    ) -> None:
+        """Rename, replace the metadata, or change the mutable parts of the configuration."""
+        self._record = self._client._modify_collection(self, name, metadata, configuration)

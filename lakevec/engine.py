@@ -1,0 +1,134 @@
+"""One collection's storage engine: its snapshot, its reads and its commit loop.
+
+A :class:`Collection` validates arguments and calls this; the server will too. Writers in other
+threads, processes or hosts are expected: every write re-plans on the newest version when it
+loses the race for the next one.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import duckdb
+import numpy as np
+
+from lakevec.errors import CommitFailedError, NotFoundError
+from lakevec.lake.log import VersionLog
+from lakevec.lake.manifest import Manifest
+from lakevec.lake.storage import Storage
+from lakevec.read.rows import get_result, select
+from lakevec.read.snapshot import FragmentCache, Snapshot
+from lakevec.write.commit import Written, discard, write_and_commit
+from lakevec.write.plan import Change, plan_add, plan_delete, plan_upsert
+
+MAX_ATTEMPTS = 64
+
+
+class CollectionEngine:
+    def __init__(self, storage: Storage, collection_id: str) -> None:
+        self.storage = storage
+        self.directory = storage.join("collections", collection_id)
+        self.log = VersionLog(storage, f"{self.directory}/versions")
+        self.cache = FragmentCache(storage, self.directory)
+        self._snapshot: Snapshot | None = None
+        self._lock = threading.RLock()
+        self._con = duckdb.connect()
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def create(self, config: dict[str, Any]) -> None:
+        self.log.try_commit(0, Manifest.empty(config).to_json())
+
+    def snapshot(self) -> Snapshot:
+        """The newest committed version (one existence probe when nothing changed)."""
+        with self._lock:
+            known = self._snapshot.version if self._snapshot else None
+            latest = self.log.latest(known)
+            if latest is None:
+                raise NotFoundError("Collection does not exist (its manifest log is missing)")
+            if self._snapshot is None or latest != known:
+                manifest = Manifest.from_json(self.log.read(latest))
+                self._install(manifest)
+            assert self._snapshot is not None
+            return self._snapshot
+
+    def _install(self, manifest: Manifest) -> None:
+        self._snapshot = Snapshot(manifest, self.cache)
+        keep = {e.path for e in manifest.fragments} | {
+            e.deletes for e in manifest.fragments if e.deletes
+        }
+        self.cache.forget(keep)
+
+    # -- writes --------------------------------------------------------------------------
+    def _write(self, plan: Callable[[Snapshot], Change]) -> Any:
+        with self._lock:
+            prior: Written | None = None
+            for attempt in range(MAX_ATTEMPTS):
+                snap = self.snapshot()
+                change = plan(snap)
+                if change.empty:
+                    if prior is not None:
+                        discard(prior, None, self.cache)
+                    return change.result
+                manifest, written = write_and_commit(snap, change, self.log, self.cache, prior)
+                if prior is not None:
+                    discard(prior, written, self.cache)
+                if manifest is not None:
+                    if written.entry is not None and written.table is not None:
+                        self.cache.put(written.entry, written.table)
+                    for path, rows in written.deletes.items():
+                        self.cache.put_deletes(path, rows)
+                    self._install(manifest)
+                    return change.result
+                prior = written
+                time.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 8)))
+            if prior is not None:
+                discard(prior, None, self.cache)
+            raise CommitFailedError(
+                f"gave up after {MAX_ATTEMPTS} attempts: other writers kept committing first"
+            )
+
+    def add(self, ids, embeddings, documents, uris, metadatas) -> None:
+        self._write(lambda s: plan_add(s, ids, embeddings, documents, uris, metadatas))
+
+    def upsert(self, ids, embeddings, documents, uris, metadatas, *, update_only: bool) -> None:
+        self._write(
+            lambda s: plan_upsert(
+                s, ids, embeddings, documents, uris, metadatas, update_only=update_only
+            )
+        )
+
+    def delete(self, ids=None, where=None, where_document=None) -> int:
+        def plan(snap: Snapshot) -> Change:
+            positions = select(snap, self._con, ids=ids, where=where, where_document=where_document)
+            change = plan_delete(snap, positions)
+            change.result = len(positions)
+            return change
+
+        return self._write(plan)
+
+    # -- reads ---------------------------------------------------------------------------
+    def count(self) -> int:
+        return len(self.snapshot())
+
+    def dimension(self) -> int | None:
+        return self.snapshot().manifest.dimension
+
+    def get(self, *, ids, where, where_document, limit, offset, include) -> dict[str, Any]:
+        snap = self.snapshot()
+        positions = select(
+            snap,
+            self._con,
+            ids=ids,
+            where=where,
+            where_document=where_document,
+            limit=limit,
+            offset=offset,
+        )
+        return get_result(snap, positions, include)
+
+    def embeddings_of(self, positions: np.ndarray) -> np.ndarray:
+        return self.snapshot().embeddings(positions)

@@ -1,0 +1,1 @@
+"""The lakehouse layer: storage access, versioned logs, manifests."""

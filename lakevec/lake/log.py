@@ -1,0 +1,73 @@
+"""A directory of immutable, numbered JSON documents: ``v00000000000000000007.json``.
+
+Both the catalog and each collection's manifests live in one. Committing version N means
+creating its file only if absent (see :meth:`Storage.put_if_absent`); a ``_latest`` hint lets a
+reader find the head without listing the directory: it reads the hint and probes forward.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from lakevec.lake.storage import Storage
+
+_HINT = "_latest"
+
+
+def version_name(version: int) -> str:
+    return f"v{version:020d}.json"
+
+
+class VersionLog:
+    def __init__(self, storage: Storage, directory: str) -> None:
+        self.storage = storage
+        self.directory = directory
+
+    def path(self, version: int) -> str:
+        return f"{self.directory}/{version_name(version)}"
+
+    def latest(self, known: int | None = None) -> int | None:
+        """The newest committed version, or None when the log is empty.
+
+        Costs one small read (the hint) when nothing is known, then one existence probe per
+        version committed since; a directory listing only when the hint is missing.
+        """
+        start = known
+        if start is None:
+            start = self._read_hint()
+        if start is None:
+            start = self._scan()
+            if start is None:
+                return None
+        while self.storage.exists(self.path(start + 1)):
+            start += 1
+        return start
+
+    def read(self, version: int) -> dict[str, Any]:
+        return json.loads(self.storage.read_bytes(self.path(version)))
+
+    def try_commit(self, version: int, document: dict[str, Any]) -> bool:
+        """Create version ``version``; False if another writer created it first."""
+        data = json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
+        if not self.storage.put_if_absent(self.path(version), data):
+            return False
+        try:
+            self.storage.overwrite(f"{self.directory}/{_HINT}", str(version).encode())
+        except OSError:
+            pass  # the hint is advisory; readers probe forward from an older one
+        return True
+
+    def _read_hint(self) -> int | None:
+        try:
+            return int(self.storage.read_bytes(f"{self.directory}/{_HINT}").decode())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def _scan(self) -> int | None:
+        versions = [
+            int(name[1:-5])
+            for name in self.storage.listdir(self.directory)
+            if name.startswith("v") and name.endswith(".json") and name[1:-5].isdigit()
+        ]
+        return max(versions) if versions else None

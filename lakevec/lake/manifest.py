@@ -1,0 +1,110 @@
+"""The manifest of one collection version: which fragments and deletion files make it up.
+
+Frozen dataclasses, changed with :func:`dataclasses.replace`; ``to_json``/``from_json`` are the
+only codec, and ``format_version`` selects the decoder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+FORMAT_VERSION = 1
+
+#: metadata value kinds; each (key, kind) pair is one typed Parquet field
+KINDS = ("str", "int", "float", "bool", "list_str", "list_int", "list_float", "list_bool")
+
+
+@dataclass(frozen=True, slots=True)
+class MetadataField:
+    """One typed field of the ``metadata`` struct: values of ``kind`` stored under ``key``."""
+
+    name: str
+    key: str
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class FragmentEntry:
+    id: str
+    path: str  # relative to the collection directory
+    rows: int
+    live_rows: int
+    seq_min: int
+    seq_max: int
+    bytes: int
+    deletes: str | None = None  # relative path of the cumulative deletion file
+    index: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    version: int
+    parent: int | None
+    operation: str
+    timestamp: float
+    dimension: int | None
+    next_seq: int
+    fields: tuple[MetadataField, ...] = ()
+    fragments: tuple[FragmentEntry, ...] = ()
+    config: dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def live_rows(self) -> int:
+        return sum(f.live_rows for f in self.fragments)
+
+    def child(self, operation: str, **changes: Any) -> Manifest:
+        """The next version built on this one."""
+        return dataclasses.replace(
+            self,
+            version=self.version + 1,
+            parent=self.version,
+            operation=operation,
+            timestamp=time.time(),
+            **changes,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format_version": self.format_version,
+            "version": self.version,
+            "parent": self.parent,
+            "operation": self.operation,
+            "timestamp": self.timestamp,
+            "dimension": self.dimension,
+            "next_seq": self.next_seq,
+            "config": self.config,
+            "fields": [dataclasses.asdict(f) for f in self.fields],
+            "fragments": [dataclasses.asdict(f) for f in self.fragments],
+        }
+
+    @staticmethod
+    def from_json(doc: dict[str, Any]) -> Manifest:
+        if doc.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"unsupported manifest format_version {doc.get('format_version')!r}")
+        return Manifest(
+            version=doc["version"],
+            parent=doc["parent"],
+            operation=doc["operation"],
+            timestamp=doc["timestamp"],
+            dimension=doc["dimension"],
+            next_seq=doc["next_seq"],
+            config=doc.get("config", {}),
+            fields=tuple(MetadataField(**f) for f in doc["fields"]),
+            fragments=tuple(FragmentEntry(**f) for f in doc["fragments"]),
+        )
+
+    @staticmethod
+    def empty(config: dict[str, Any]) -> Manifest:
+        return Manifest(
+            version=0,
+            parent=None,
+            operation="create",
+            timestamp=time.time(),
+            dimension=None,
+            next_seq=0,
+            config=config,
+        )

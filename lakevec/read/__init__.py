@@ -1,0 +1,1 @@
+"""The read path: snapshot -> filter -> (search -> merge) -> rows."""

@@ -1,0 +1,109 @@
+"""Chroma ``where`` / ``where_document`` -> one DuckDB boolean expression with bound parameters.
+
+The expression runs over the snapshot's row view, where every metadata (key, kind) is its own
+typed column ``"m:<field>"``. Values never enter the SQL text: each is a ``?`` parameter. Keys
+with no column yet compile to constants. The clauses are validated before compiling
+(:mod:`lakevec.write.validate`), so this module assumes well-formed input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lakevec.lake.manifest import MetadataField
+from lakevec.write.fragment import META_PREFIX
+
+_NUMERIC = ("int", "float")
+_COMPARE = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<=", "$eq": "="}
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _kinds_for(value: Any, lists: bool = False) -> tuple[str, ...]:
+    if isinstance(value, bool):
+        kinds: tuple[str, ...] = ("bool",)
+    elif isinstance(value, (int, float)):
+        kinds = _NUMERIC
+    else:
+        kinds = ("str",)
+    return tuple(f"list_{k}" for k in kinds) if lists else kinds
+
+
+class _Compiler:
+    def __init__(self, fields: tuple[MetadataField, ...]) -> None:
+        self.columns: dict[str, dict[str, str]] = {}
+        for f in fields:
+            self.columns.setdefault(f.key, {})[f.kind] = quote(META_PREFIX + f.name)
+        self.params: list[Any] = []
+
+    def _any(self, key: str, kinds: tuple[str, ...], make) -> str:
+        """OR of ``make(column)`` over the key's columns of the given kinds; FALSE if none.
+        A missing value makes the term NULL, which ``coalesce`` turns into FALSE."""
+        cols = [c for k, c in self.columns.get(key, {}).items() if k in kinds]
+        if not cols:
+            return "FALSE"
+        return "coalesce(" + " OR ".join(make(c) for c in cols) + ", FALSE)"
+
+    def _bind(self, value: Any) -> str:
+        self.params.append(value)
+        return "?"
+
+    def where(self, where: dict[str, Any]) -> str:
+        ((key, value),) = where.items()
+        if key in ("$and", "$or"):
+            joiner = " AND " if key == "$and" else " OR "
+            return "(" + joiner.join(self.where(w) for w in value) + ")"
+        if not isinstance(value, dict):
+            value = {"$eq": value}
+        ((op, operand),) = value.items()
+        if op in _COMPARE:
+            kinds = _NUMERIC if op != "$eq" else _kinds_for(operand)
+            sql_op = _COMPARE[op]
+            return self._any(key, kinds, lambda c: f"{c} {sql_op} {self._bind(operand)}")
+        if op == "$ne":
+            return "NOT " + self.where({key: {"$eq": operand}})
+        if op == "$in":
+            kinds = _kinds_for(operand[0])
+            return self._any(
+                key, kinds, lambda c: f"{c} IN (" + ", ".join(self._bind(v) for v in operand) + ")"
+            )
+        if op == "$nin":
+            return "NOT " + self.where({key: {"$in": operand}})
+        if op == "$contains":
+            kinds = _kinds_for(operand, lists=True)
+            return self._any(key, kinds, lambda c: f"list_contains({c}, {self._bind(operand)})")
+        if op == "$not_contains":
+            return "NOT " + self.where({key: {"$contains": operand}})
+        raise AssertionError(f"unvalidated operator {op}")  # validate_where prevents this
+
+    def document(self, where_document: dict[str, Any]) -> str:
+        ((op, operand),) = where_document.items()
+        if op in ("$and", "$or"):
+            joiner = " AND " if op == "$and" else " OR "
+            return "(" + joiner.join(self.document(w) for w in operand) + ")"
+        if op == "$contains":
+            return f"coalesce(contains(document, {self._bind(operand)}), FALSE)"
+        if op == "$regex":
+            return f"coalesce(regexp_matches(document, {self._bind(operand)}), FALSE)"
+        if op == "$not_contains":
+            return "NOT " + self.document({"$contains": operand})
+        if op == "$not_regex":
+            return "NOT " + self.document({"$regex": operand})
+        raise AssertionError(f"unvalidated operator {op}")
+
+
+def compile_filter(
+    fields: tuple[MetadataField, ...],
+    where: dict[str, Any] | None,
+    where_document: dict[str, Any] | None,
+) -> tuple[str, list[Any]]:
+    """A SQL boolean expression and its parameters; ``TRUE`` when there is no filter."""
+    compiler = _Compiler(fields)
+    terms = []
+    if where:
+        terms.append(compiler.where(where))
+    if where_document:
+        terms.append(compiler.document(where_document))
+    return (" AND ".join(terms) or "TRUE"), compiler.params

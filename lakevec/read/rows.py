@@ -1,0 +1,82 @@
+"""Selected positions -> Chroma's ``GetResult`` (the API edge, where rows become Python)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from lakevec.errors import InvalidArgumentError
+from lakevec.lake.manifest import MetadataField
+from lakevec.read.filter import compile_filter
+from lakevec.read.snapshot import Snapshot
+from lakevec.write.fragment import META_PREFIX
+
+
+def metadata_dicts(table: pa.Table, fields: tuple[MetadataField, ...]) -> list[dict | None]:
+    """One dict per row (None when a row has no metadata), keys with their stored types."""
+    n = table.num_rows
+    out: list[dict[str, Any]] = [{} for _ in range(n)]
+    for f in fields:
+        column = table.column(META_PREFIX + f.name) if META_PREFIX + f.name in table.column_names else None
+        if column is None or column.null_count == n:
+            continue
+        for row, value in zip(out, column.to_pylist()):
+            if value is not None:
+                row[f.key] = value
+    return [row or None for row in out]
+
+
+def select(
+    snap: Snapshot,
+    con: duckdb.DuckDBPyConnection,
+    *,
+    ids: list[str] | None = None,
+    where: dict | None = None,
+    where_document: dict | None = None,
+    limit: int | None = None,
+    offset: int | None = None,
+) -> np.ndarray:
+    """Positions of the live rows that pass every given filter, in insertion order."""
+    positions = None
+    if ids is not None:
+        positions = snap.lookup(ids)
+        positions = snap.in_order(positions[positions >= 0])
+    if where or where_document:
+        expr, params = compile_filter(snap.manifest.fields, where, where_document)
+        table = snap.rows if positions is None else snap.take(positions)
+        sql = f"SELECT _g FROM t WHERE _live AND ({expr}) ORDER BY _seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        if offset:
+            sql += " OFFSET ?"
+            params.append(offset)
+        cur = con.cursor()
+        try:
+            cur.register("t", table)
+            return cur.execute(sql, params).fetchnumpy()["_g"].astype(np.int64)
+        except duckdb.InvalidInputException as exc:  # e.g. a regex RE2 cannot parse
+            raise InvalidArgumentError(f"Invalid where_document: {exc}") from exc
+        finally:
+            cur.close()
+    if positions is None:
+        positions = snap.live_in_order
+    start = offset or 0
+    stop = None if limit is None else start + limit
+    return positions[start:stop]
+
+
+def get_result(snap: Snapshot, positions: np.ndarray, include: list[str]) -> dict[str, Any]:
+    sub = snap.take(positions)
+    return {
+        "ids": sub.column("id").to_pylist(),
+        "embeddings": snap.embeddings(positions) if "embeddings" in include else None,
+        "documents": sub.column("document").to_pylist() if "documents" in include else None,
+        "uris": sub.column("uri").to_pylist() if "uris" in include else None,
+        "included": list(include),
+        "data": None,
+        "metadatas": metadata_dicts(sub, snap.manifest.fields) if "metadatas" in include else None,
+    }

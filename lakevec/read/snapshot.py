@@ -1,0 +1,223 @@
+"""A pinned collection version and the in-memory views readers and writers share.
+
+Fragments and deletion files never change once written, so what is read from them is cached by
+file name (:class:`FragmentCache`) and reused by every later snapshot; a new snapshot only loads
+the files that are new to it. Ids are found through per-fragment sorted 64-bit hashes, so the
+cost of locating a batch of ids does not grow with the number of rows.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from functools import cached_property
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from lakevec.lake.manifest import FragmentEntry, Manifest
+from lakevec.lake.storage import Storage
+from lakevec.write.fragment import ARROW_TYPES, META_PREFIX, embeddings_of, flatten, read_deletion
+
+_BASE_COLUMNS = ("id", "document", "uri", "_seq")
+
+
+def id_hashes(ids: list[str] | pa.Array | pa.ChunkedArray) -> np.ndarray:
+    series = pl.Series(ids, dtype=pl.String) if isinstance(ids, list) else pl.from_arrow(ids)
+    return series.hash(seed=0x1A4E).to_numpy()
+
+
+class FragmentData:
+    """What readers keep of one fragment: its flattened columns and its id hash index."""
+
+    def __init__(self, table: pa.Table, embeddings_loader: Callable[[], np.ndarray]) -> None:
+        self.table = table
+        self.num_rows = table.num_rows
+        hashes = id_hashes(table.column("id"))
+        self.order = np.argsort(hashes, kind="stable")
+        self.hashes = hashes[self.order]
+        self._load_embeddings = embeddings_loader
+        self._embeddings: np.ndarray | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def embeddings(self) -> np.ndarray:
+        if self._embeddings is None:
+            with self._lock:
+                if self._embeddings is None:
+                    self._embeddings = self._load_embeddings()
+        return self._embeddings
+
+    def find(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(query index, row) of every stored row whose id hash equals a query hash."""
+        lo = np.searchsorted(self.hashes, hashes, side="left")
+        hi = np.searchsorted(self.hashes, hashes, side="right")
+        counts = hi - lo
+        query = np.repeat(np.arange(len(hashes)), counts)
+        if len(query) == 0:
+            return query, query
+        starts = np.repeat(lo, counts)
+        within = np.arange(len(query)) - np.repeat(np.cumsum(counts) - counts, counts)
+        return query, self.order[starts + within]
+
+
+class FragmentCache:
+    """Immutable files, read once per process: fragments by path, deletion masks by path."""
+
+    def __init__(self, storage: Storage, directory: str) -> None:
+        self.storage = storage
+        self.directory = directory
+        self._fragments: dict[str, FragmentData] = {}
+        self._deletes: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def path(self, relative: str) -> str:
+        return f"{self.directory}/{relative}"
+
+    def put(self, entry: FragmentEntry, table: pa.Table) -> None:
+        """Remember a fragment this process just wrote, so it is never read back."""
+        emb = embeddings_of(table)
+        self._fragments[entry.path] = FragmentData(flatten(table), lambda: emb)
+
+    def put_deletes(self, relative: str, rows: np.ndarray) -> None:
+        self._deletes[relative] = np.sort(rows)
+
+    def fragment(self, entry: FragmentEntry) -> FragmentData:
+        data = self._fragments.get(entry.path)
+        if data is None:
+            full = self.path(entry.path)
+            with self.storage.open(full) as f:
+                table = pq.read_table(f, columns=["id", "document", "uri", "metadata", "_seq"])
+            data = FragmentData(flatten(table), lambda: self._read_embeddings(full))
+            with self._lock:
+                data = self._fragments.setdefault(entry.path, data)
+        return data
+
+    def _read_embeddings(self, full: str) -> np.ndarray:
+        with self.storage.open(full) as f:
+            return embeddings_of(pq.read_table(f, columns=["embedding"]))
+
+    def dead_rows(self, entry: FragmentEntry) -> np.ndarray | None:
+        if entry.deletes is None:
+            return None
+        rows = self._deletes.get(entry.deletes)
+        if rows is None:
+            rows = read_deletion(self.storage.read_bytes(self.path(entry.deletes)))
+            self._deletes[entry.deletes] = rows
+        return rows
+
+    def forget(self, keep: set[str]) -> None:
+        """Drop cached files no longer referenced (after compaction or deletes)."""
+        with self._lock:
+            for key in [k for k in self._fragments if k not in keep]:
+                del self._fragments[key]
+            for key in [k for k in self._deletes if k not in keep]:
+                del self._deletes[key]
+
+
+class Snapshot:
+    """One version of a collection, with positions ``g`` that number its rows across fragments."""
+
+    def __init__(self, manifest: Manifest, cache: FragmentCache) -> None:
+        self.manifest = manifest
+        self.fragments = [cache.fragment(e) for e in manifest.fragments]
+        self.dead = [cache.dead_rows(e) for e in manifest.fragments]
+        sizes = [f.num_rows for f in self.fragments]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64)
+
+    @property
+    def version(self) -> int:
+        return self.manifest.version
+
+    def __len__(self) -> int:
+        return self.manifest.live_rows
+
+    # -- ids -----------------------------------------------------------------------------
+    def lookup(self, ids: list[str]) -> np.ndarray:
+        """Position of each id's live row, -1 where the id has none."""
+        result = np.full(len(ids), -1, dtype=np.int64)
+        if not ids:
+            return result
+        hashes = id_hashes(ids)
+        id_array = pa.array(ids, type=pa.string())
+        for i, (frag, entry) in enumerate(zip(self.fragments, self.manifest.fragments)):
+            if entry.live_rows == 0:
+                continue
+            query, rows = frag.find(hashes)
+            if len(query) == 0:
+                continue
+            same = pc.equal(frag.table.column("id").take(rows), id_array.take(query))
+            keep = same.to_numpy(zero_copy_only=False)
+            if self.dead[i] is not None:
+                keep &= ~np.isin(rows, self.dead[i])
+            result[query[keep]] = self.offsets[i] + rows[keep]
+        return result
+
+    def locate(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(fragment index, row within fragment) of each position."""
+        frag = np.searchsorted(self.offsets, positions, side="right") - 1
+        return frag, positions - self.offsets[frag]
+
+    # -- row views -----------------------------------------------------------------------
+    @cached_property
+    def live(self) -> np.ndarray:
+        mask = np.ones(int(self.offsets[-1]), dtype=bool)
+        for i, dead in enumerate(self.dead):
+            if dead is not None:
+                mask[self.offsets[i] + dead.astype(np.int64)] = False
+        return mask
+
+    @cached_property
+    def rows(self) -> pa.Table:
+        """All rows (dead too) with every metadata field as a column, plus ``_g`` and ``_live``."""
+        names = list(_BASE_COLUMNS)
+        types = [pa.string(), pa.string(), pa.string(), pa.int64()]
+        for f in self.manifest.fields:
+            names.append(META_PREFIX + f.name)
+            types.append(ARROW_TYPES[f.kind])
+        schema = pa.schema([*zip(names, types), ("_g", pa.int64()), ("_live", pa.bool_())])
+        parts = []
+        for i, frag in enumerate(self.fragments):
+            t, n = frag.table, frag.num_rows
+            cols = [
+                t.column(name) if name in t.column_names else pa.nulls(n, typ)
+                for name, typ in zip(names, types)
+            ]
+            cols.append(pa.array(np.arange(self.offsets[i], self.offsets[i + 1], dtype=np.int64)))
+            cols.append(pa.array(self.live[self.offsets[i] : self.offsets[i + 1]]))
+            parts.append(pa.Table.from_arrays(cols, schema=schema))
+        if not parts:
+            return schema.empty_table()
+        return pa.concat_tables(parts)
+
+    @cached_property
+    def seq(self) -> np.ndarray:
+        if not self.fragments:
+            return np.zeros(0, dtype=np.int64)
+        return np.concatenate([f.table.column("_seq").to_numpy() for f in self.fragments])
+
+    @cached_property
+    def live_in_order(self) -> np.ndarray:
+        """Positions of the live rows in insertion order (Chroma's order for ``get``)."""
+        return self.in_order(np.flatnonzero(self.live))
+
+    def in_order(self, positions: np.ndarray) -> np.ndarray:
+        seq = self.seq[positions]
+        if len(seq) > 1 and not np.all(seq[1:] > seq[:-1]):
+            positions = positions[np.argsort(seq, kind="stable")]
+        return positions
+
+    def take(self, positions: np.ndarray) -> pa.Table:
+        return self.rows.take(pa.array(positions, type=pa.int64()))
+
+    def embeddings(self, positions: np.ndarray) -> np.ndarray:
+        frag, rows = self.locate(positions)
+        dim = self.manifest.dimension or 0
+        out = np.empty((len(positions), dim), dtype=np.float32)
+        for i in np.unique(frag):
+            sel = frag == i
+            out[sel] = self.fragments[i].embeddings[rows[sel]]
+        return out

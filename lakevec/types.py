@@ -1,0 +1,35 @@
+"""Chroma's type aliases and result shapes."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypedDict, Union
+
+import numpy as np
+
+ID = str
+IDs = list[ID]
+Metadata = dict[str, Any]
+Where = dict[str, Any]
+WhereDocument = dict[str, Any]
+Embedding = Union[list[float], np.ndarray]
+Include = list[Literal["documents", "embeddings", "metadatas", "distances", "uris", "data"]]
+
+
+class GetResult(TypedDict):
+    ids: list[ID]
+    embeddings: np.ndarray | None
+    documents: list[str | None] | None
+    uris: list[str | None] | None
+    data: Any
+    metadatas: list[Metadata | None] | None
+    included: Include
+
+
+class Tenant(TypedDict):
+    name: str
+
+
+class Database(TypedDict):
+    id: Any
+    name: str
+    tenant: str

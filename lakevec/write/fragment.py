@@ -1,0 +1,161 @@
+"""Records -> an Arrow table with the row schema -> a Parquet fragment; deletion files.
+
+Row schema: ``id`` string, ``document`` string, ``uri`` string, ``embedding``
+fixed_size_list<float32>[dim], ``metadata`` struct with one typed field per (key, kind), and
+``_seq``, the row's insertion order (kept across updates, so reads order rows as Chroma does).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lakevec.lake.manifest import MetadataField
+
+SCALAR_TYPES: dict[str, pa.DataType] = {
+    "str": pa.string(),
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "bool": pa.bool_(),
+}
+ARROW_TYPES: dict[str, pa.DataType] = {
+    **SCALAR_TYPES,
+    **{f"list_{k}": pa.list_(t) for k, t in SCALAR_TYPES.items()},
+}
+META_PREFIX = "m:"  # flattened metadata columns in memory: "m:<field name>"
+
+
+@dataclass
+class RowBatch:
+    """Validated rows ready to be written; every list has one entry per id."""
+
+    ids: list[str]
+    embeddings: np.ndarray  # (n, dim) float32, C-contiguous
+    documents: list[str | None]
+    uris: list[str | None]
+    metadatas: list[dict[str, Any] | None]
+    seq: np.ndarray  # int64
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def kind_of(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "str"
+    return "list_" + kind_of(value[0])
+
+
+def allocate_fields(
+    fields: tuple[MetadataField, ...], pairs: set[tuple[str, str]]
+) -> tuple[MetadataField, ...]:
+    """Add a field for every new (key, kind). The first kind of a key gets the key as its name,
+    so ``metadata.genre`` reads naturally in SQL; other kinds get ``key::kind``."""
+    known = {(f.key, f.kind) for f in fields}
+    taken = {f.name for f in fields}
+    out = list(fields)
+    for key, kind in sorted(pairs - known):
+        name = key if key not in taken else f"{key}::{kind}"
+        n = 2
+        while name in taken:
+            name, n = f"{key}::{kind}::{n}", n + 1
+        taken.add(name)
+        out.append(MetadataField(name=name, key=key, kind=kind))
+    return tuple(out)
+
+
+def metadata_columns(
+    metadatas: list[dict[str, Any] | None], fields: tuple[MetadataField, ...]
+) -> tuple[tuple[MetadataField, ...], dict[str, pa.Array]]:
+    """Split metadata dicts into one typed column per field (the fields grow as needed)."""
+    n = len(metadatas)
+    values: dict[tuple[str, str], list[Any]] = {}
+    for i, md in enumerate(metadatas):
+        if not md:
+            continue
+        for key, value in md.items():
+            if value is None:
+                continue
+            col = values.get((key, kind := kind_of(value)))
+            if col is None:
+                col = values[(key, kind)] = [None] * n
+            col[i] = value
+    fields = allocate_fields(fields, set(values))
+    by_pair = {(f.key, f.kind): f for f in fields}
+    columns = {
+        by_pair[pair].name: pa.array(vals, type=ARROW_TYPES[pair[1]])
+        for pair, vals in values.items()
+    }
+    return fields, columns
+
+
+def build_table(
+    batch: RowBatch, fields: tuple[MetadataField, ...]
+) -> tuple[pa.Table, tuple[MetadataField, ...]]:
+    """The fragment table for ``batch`` and the collection's (possibly extended) field list."""
+    fields, meta = metadata_columns(batch.metadatas, fields)
+    dim = batch.embeddings.shape[1]
+    flat = pa.array(np.ascontiguousarray(batch.embeddings, dtype=np.float32).reshape(-1))
+    columns: dict[str, pa.Array] = {
+        "id": pa.array(batch.ids, type=pa.string()),
+        "document": pa.array(batch.documents, type=pa.string()),
+        "uri": pa.array(batch.uris, type=pa.string()),
+        "embedding": pa.FixedSizeListArray.from_arrays(flat, dim),
+    }
+    if meta:
+        order = [f.name for f in fields if f.name in meta]
+        columns["metadata"] = pa.StructArray.from_arrays([meta[k] for k in order], names=order)
+    columns["_seq"] = pa.array(batch.seq, type=pa.int64())
+    return pa.table(columns), fields
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(
+        table,
+        sink,
+        compression="zstd",
+        use_dictionary=False,
+        write_statistics=["id", "_seq"],
+        row_group_size=64 * 1024,
+    )
+    return sink.getvalue()
+
+
+def flatten(table: pa.Table) -> pa.Table:
+    """The in-memory shape readers cache: no embeddings, metadata fields as ``m:<name>`` columns."""
+    cols = {name: table.column(name) for name in ("id", "document", "uri", "_seq")}
+    if "metadata" in table.column_names:
+        struct = table.column("metadata").combine_chunks()
+        for i in range(struct.type.num_fields):
+            cols[META_PREFIX + struct.type.field(i).name] = struct.field(i)
+    return pa.table(cols)
+
+
+def embeddings_of(table: pa.Table) -> np.ndarray:
+    column = table.column("embedding").combine_chunks()
+    dim = column.type.list_size
+    return column.values.to_numpy(zero_copy_only=False).reshape(-1, dim)
+
+
+def deletion_bytes(rows: np.ndarray) -> bytes:
+    sink = io.BytesIO()
+    table = pa.table({"row": pa.array(np.sort(rows).astype(np.uint32))})
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
+
+
+def read_deletion(data: bytes) -> np.ndarray:
+    return pa.ipc.open_file(pa.BufferReader(data)).read_all().column("row").to_numpy()
