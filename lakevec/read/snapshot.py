@@ -90,7 +90,9 @@ class FragmentCache:
         if data is None:
             full = self.path(entry.path)
             with self.storage.open(full) as f:
-                table = pq.read_table(f, columns=["id", "document", "uri", "metadata", "_seq"])
+                parquet = pq.ParquetFile(f)
+                names = [c for c in parquet.schema_arrow.names if c != "embedding"]
+                table = parquet.read(columns=names)
             data = FragmentData(flatten(table), lambda: self._read_embeddings(full))
             with self._lock:
                 data = self._fragments.setdefault(entry.path, data)
@@ -98,7 +100,7 @@ class FragmentCache:
 
     def _read_embeddings(self, full: str) -> np.ndarray:
         with self.storage.open(full) as f:
-            return embeddings_of(pq.read_table(f, columns=["embedding"]))
+            return embeddings_of(pq.ParquetFile(f).read(columns=["embedding"]))
 
     def dead_rows(self, entry: FragmentEntry) -> np.ndarray | None:
         if entry.deletes is None:

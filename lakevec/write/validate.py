@@ -12,6 +12,7 @@ import re
 from collections import Counter
 from typing import Any
 
+import duckdb
 import numpy as np
 
 from lakevec.errors import DuplicateIDError, InvalidArgumentError
@@ -289,6 +290,22 @@ def validate_where_document(where_document: Any) -> None:
         raise InvalidArgumentError(
             f"Expected where document operand value for operator {op} to be a non-empty str"
         )
+    elif op in ("$regex", "$not_regex"):
+        _check_regex(operand)
+
+
+_REGEX_CHECK = duckdb.connect()
+
+
+def _check_regex(pattern: str) -> None:
+    """Compile the pattern with the engine that will run it (RE2, as Chroma's Rust regex)."""
+    cur = _REGEX_CHECK.cursor()
+    try:
+        cur.execute("SELECT regexp_matches('', ?)", [pattern]).fetchall()
+    except duckdb.Error as exc:
+        raise InvalidArgumentError(f"Regex syntax error: {exc}") from exc
+    finally:
+        cur.close()
 
 
 def validate_include(include: Any, *, allow_distances: bool) -> list[str]:
