@@ -13,7 +13,13 @@ from lakevec.catalog import DEFAULT_DATABASE, DEFAULT_TENANT, Catalog
 from lakevec.collection import Collection
 from lakevec.config import Settings, collection_configuration, modified_configuration
 from lakevec.engine import CollectionEngine
-from lakevec.errors import AuthorizationError, InternalError, InvalidArgumentError, NotFoundError, UniqueConstraintError
+from lakevec.errors import (
+    AuthorizationError,
+    InternalError,
+    InvalidArgumentError,
+    NotFoundError,
+    UniqueConstraintError,
+)
 from lakevec.lake.storage import Storage
 from lakevec.types import Database, Tenant
 from lakevec.utils.embedding_functions import DefaultEmbeddingFunction
@@ -216,7 +222,9 @@ class Client(AdminClient):
             self._engine(record["id"]).create(config)
         return self._wrap(result, embedding_function)
 
-    def get_collection(self, name: str, embedding_function: Any = _DEFAULT_EF, data_loader: Any = None) -> Collection:
+    def get_collection(
+        self, name: str, embedding_function: Any = _DEFAULT_EF, data_loader: Any = None
+    ) -> Collection:
         record = self._database_doc(self._catalog.read())["collections"].get(name)
         if record is None:
             raise NotFoundError(f"Collection [{name}] does not exist")

@@ -103,7 +103,9 @@ class Collection:
             metadatas = v.validate_metadatas(metadatas, n, allow_none_values=op != "add")
         if embeddings is None:
             if documents is None and op != "update":
-                raise InvalidArgumentError(f"Exactly one of uris, images, documents must be provided in {op}.")
+                raise InvalidArgumentError(
+                    f"Exactly one of uris, images, documents must be provided in {op}."
+                )
             embeddings = self._embed(documents, op)
         if embeddings is not None:
             embeddings = v.validate_embeddings(embeddings, n, self._engine.dimension())
@@ -124,7 +126,9 @@ class Collection:
         uris: Any = None,
     ) -> None:
         """Insert new rows; ids that already exist are left as they are (as Chroma does)."""
-        ids, emb, metas, docs, uris = self._prepare("add", ids, embeddings, metadatas, documents, uris, images)
+        ids, emb, metas, docs, uris = self._prepare(
+            "add", ids, embeddings, metadatas, documents, uris, images
+        )
         self._engine.add(ids, emb, docs, uris, metas)
 
     def upsert(
@@ -136,7 +140,9 @@ class Collection:
         images: Any = None,
         uris: Any = None,
     ) -> None:
-        ids, emb, metas, docs, uris = self._prepare("upsert", ids, embeddings, metadatas, documents, uris, images)
+        ids, emb, metas, docs, uris = self._prepare(
+            "upsert", ids, embeddings, metadatas, documents, uris, images
+        )
         self._engine.upsert(ids, emb, docs, uris, metas, update_only=False)
 
     def update(
@@ -148,7 +154,9 @@ class Collection:
         images: Any = None,
         uris: Any = None,
     ) -> None:
-        ids, emb, metas, docs, uris = self._prepare("update", ids, embeddings, metadatas, documents, uris, images)
+        ids, emb, metas, docs, uris = self._prepare(
+            "update", ids, embeddings, metadatas, documents, uris, images
+        )
         self._engine.upsert(ids, emb, docs, uris, metas, update_only=True)
 
     def delete(
@@ -158,7 +166,9 @@ class Collection:
         where_document: Any = None,
     ) -> dict[str, int]:
         if ids is None and where is None and where_document is None:
-            raise InvalidArgumentError("At least one of ids, where, or where_document must be provided in delete.")
+            raise InvalidArgumentError(
+                "At least one of ids, where, or where_document must be provided in delete."
+            )
         if ids is not None:
             ids = v.validate_ids(ids)
         if where is not None:

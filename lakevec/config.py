@@ -85,7 +85,11 @@ def collection_configuration(
     if not isinstance(given, dict):
         raise InvalidArgumentError(f"Expected configuration['hnsw'] to be a dict, got {given!r}")
     hnsw.update(_check_hnsw(dict(given)))
-    return {"hnsw": hnsw, "spann": None, "embedding_function": describe_embedding_function(embedding_function)}
+    return {
+        "hnsw": hnsw,
+        "spann": None,
+        "embedding_function": describe_embedding_function(embedding_function),
+    }
 
 
 def modified_configuration(current: dict[str, Any], configuration: dict[str, Any]) -> dict[str, Any]:

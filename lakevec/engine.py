@@ -57,9 +57,7 @@ class CollectionEngine:
 
     def _install(self, manifest: Manifest) -> None:
         self._snapshot = Snapshot(manifest, self.cache)
-        keep = {e.path for e in manifest.fragments} | {
-            e.deletes for e in manifest.fragments if e.deletes
-        }
+        keep = {e.path for e in manifest.fragments} | {e.deletes for e in manifest.fragments if e.deletes}
         self.cache.forget(keep)
 
     # -- writes --------------------------------------------------------------------------
@@ -96,9 +94,7 @@ class CollectionEngine:
 
     def upsert(self, ids, embeddings, documents, uris, metadatas, *, update_only: bool) -> None:
         self._write(
-            lambda s: plan_upsert(
-                s, ids, embeddings, documents, uris, metadatas, update_only=update_only
-            )
+            lambda s: plan_upsert(s, ids, embeddings, documents, uris, metadatas, update_only=update_only)
         )
 
     def delete(self, ids=None, where=None, where_document=None) -> int:

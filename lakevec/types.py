@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypedDict, Union
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 
@@ -11,7 +11,7 @@ IDs = list[ID]
 Metadata = dict[str, Any]
 Where = dict[str, Any]
 WhereDocument = dict[str, Any]
-Embedding = Union[list[float], np.ndarray]
+Embedding = list[float] | np.ndarray
 Include = list[Literal["documents", "embeddings", "metadatas", "distances", "uris", "data"]]
 
 

@@ -36,7 +36,9 @@ def match_where(md: dict | None, where: dict) -> bool:
     if op in ("$gt", "$gte", "$lt", "$lte"):
         if not (has and _num(val)):
             return False
-        return {"$gt": val > operand, "$gte": val >= operand, "$lt": val < operand, "$lte": val <= operand}[op]
+        return {"$gt": val > operand, "$gte": val >= operand, "$lt": val < operand, "$lte": val <= operand}[
+            op
+        ]
     if op == "$in":
         return has and not isinstance(val, list) and any(_eq(val, x) for x in operand)
     if op == "$nin":

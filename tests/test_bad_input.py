@@ -34,12 +34,18 @@ CASES = {
         ValueError,
     ),
     "empty metadata": (lambda c: c.add(ids=["q"], embeddings=[[1, 2]], metadatas=[{}]), ValueError),
-    "nested metadata": (lambda c: c.add(ids=["q"], embeddings=[[1, 2]], metadatas=[{"a": {"b": 1}}]), ValueError),
+    "nested metadata": (
+        lambda c: c.add(ids=["q"], embeddings=[[1, 2]], metadatas=[{"a": {"b": 1}}]),
+        ValueError,
+    ),
     "None metadata value in add": (
         lambda c: c.add(ids=["q"], embeddings=[[1, 2]], metadatas=[{"a": None}]),
         ValueError,
     ),
-    "empty list metadata": (lambda c: c.add(ids=["q"], embeddings=[[1, 2]], metadatas=[{"a": []}]), ValueError),
+    "empty list metadata": (
+        lambda c: c.add(ids=["q"], embeddings=[[1, 2]], metadatas=[{"a": []}]),
+        ValueError,
+    ),
     "mixed list metadata": (
         lambda c: c.add(ids=["q"], embeddings=[[1, 2]], metadatas=[{"a": [1, "x"]}]),
         ValueError,
@@ -81,7 +87,10 @@ CASES = {
     "negative offset": (lambda c: c.get(offset=-1), ValueError),
     "get duplicate ids": (lambda c: c.get(ids=["a", "a"]), DuplicateIDError),
     "update metadata nested": (lambda c: c.update(ids=["a"], metadatas=[{"x": {"y": 1}}]), ValueError),
-    "upsert duplicate ids": (lambda c: c.upsert(ids=["a", "a"], embeddings=[[1, 2], [1, 2]]), DuplicateIDError),
+    "upsert duplicate ids": (
+        lambda c: c.upsert(ids=["a", "a"], embeddings=[[1, 2], [1, 2]]),
+        DuplicateIDError,
+    ),
 }
 
 

@@ -26,7 +26,9 @@ def test_create_get_list_count_delete(client):
 
 
 def test_collection_metadata_and_configuration(client):
-    col = client.create_collection("conf", metadata={"hnsw:space": "cosine", "hnsw:M": 32}, embedding_function=None)
+    col = client.create_collection(
+        "conf", metadata={"hnsw:space": "cosine", "hnsw:M": 32}, embedding_function=None
+    )
     assert col.configuration["hnsw"]["space"] == "cosine"
     assert col.configuration["hnsw"]["max_neighbors"] == 32
     col2 = client.create_collection("conf2", configuration={"hnsw": {"space": "ip", "ef_search": 50}})

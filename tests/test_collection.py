@@ -63,7 +63,9 @@ def test_update_merges_metadata_and_ignores_missing(collection):
 
 def test_upsert_inserts_and_updates_keeping_order(collection):
     _seed(collection)
-    collection.upsert(ids=["d", "b"], embeddings=[[0, 0], [1, 1]], metadatas=[{"x": 9}, {"x": None, "w": True}])
+    collection.upsert(
+        ids=["d", "b"], embeddings=[[0, 0], [1, 1]], metadatas=[{"x": 9}, {"x": None, "w": True}]
+    )
     got = collection.get(include=["metadatas", "documents", "embeddings"])
     assert got["ids"] == ["a", "b", "c", "d"]  # b keeps its place, as in Chroma
     assert got["metadatas"] == [{"x": 1}, {"w": True}, None, {"x": 9}]
@@ -87,7 +89,9 @@ def test_limit_offset_peek(collection):
     collection.add(ids=[f"id{i}" for i in range(20)], embeddings=np.arange(40).reshape(20, 2))
     assert collection.get(limit=3, offset=2, include=[])["ids"] == ["id2", "id3", "id4"]
     assert collection.get(limit=0, include=[])["ids"] == []
-    assert collection.get(where={"$or": [{"k": 1}, {"k": {"$ne": 1}}]}, limit=2, offset=5, include=[])["ids"] == [
+    assert collection.get(where={"$or": [{"k": 1}, {"k": {"$ne": 1}}]}, limit=2, offset=5, include=[])[
+        "ids"
+    ] == [
         "id5",
         "id6",
     ]

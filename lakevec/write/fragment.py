@@ -93,10 +93,7 @@ def metadata_columns(
             col[i] = value
     fields = allocate_fields(fields, set(values))
     by_pair = {(f.key, f.kind): f for f in fields}
-    columns = {
-        by_pair[pair].name: pa.array(vals, type=ARROW_TYPES[pair[1]])
-        for pair, vals in values.items()
-    }
+    columns = {by_pair[pair].name: pa.array(vals, type=ARROW_TYPES[pair[1]]) for pair, vals in values.items()}
     return fields, columns
 
 

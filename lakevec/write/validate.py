@@ -89,9 +89,7 @@ def validate_embeddings(embeddings: Any, count: int, dimension: int | None) -> n
         raise InvalidArgumentError(f"Expected embeddings of numbers, got dtype {array.dtype}")
     array = np.ascontiguousarray(array, dtype=np.float32)
     if array.shape[0] != count:
-        raise InvalidArgumentError(
-            f"Unequal lengths for fields: ids: {count}, embeddings: {array.shape[0]}"
-        )
+        raise InvalidArgumentError(f"Unequal lengths for fields: ids: {count}, embeddings: {array.shape[0]}")
     if dimension is not None and array.shape[1] != dimension:
         raise InvalidArgumentError(
             f"Collection expecting embedding with dimension of {dimension}, got {array.shape[1]}"
@@ -229,7 +227,9 @@ def validate_where(where: Any) -> None:
         )
     if op in ("$in", "$nin"):
         if not isinstance(operand, list):
-            raise InvalidArgumentError(f"Expected operand value to be an list for operator {op}, got {operand}")
+            raise InvalidArgumentError(
+                f"Expected operand value to be an list for operator {op}, got {operand}"
+            )
         if not operand or not all(type(x) is type(operand[0]) for x in operand):
             raise InvalidArgumentError(
                 "Expected where operand value to be a non-empty list, and all values to be of the "
