@@ -67,7 +67,7 @@ class Storage:
             return []
 
     # -- writes --------------------------------------------------------------------------
-    def write_new(self, path: str, data: bytes) -> None:
+    def write_new(self, path: str, data: bytes | memoryview) -> None:
         """Write an immutable file under a unique name, durably (fsync where it means anything)."""
         if self.local:
             os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -76,7 +76,7 @@ class Storage:
                 f.flush()
                 os.fsync(f.fileno())
             return
-        self.fs.pipe_file(path, data)
+        self.fs.pipe_file(path, bytes(data))
 
     def sync_dir(self, path: str) -> None:
         """Make the names created in a local directory durable (no-op elsewhere)."""

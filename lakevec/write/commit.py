@@ -61,7 +61,7 @@ def write_and_commit(
                 live_rows=len(batch),
                 seq_min=int(batch.seq.min()),
                 seq_max=int(batch.seq.max()),
-                bytes=len(data),
+                bytes=data.size,
             )
             storage.write_new(cache.path(entry.path), data)
         written.table, written.entry = table, entry

@@ -45,16 +45,13 @@ class RowBatch:
         return len(self.ids)
 
 
+_KIND_BY_TYPE = {str: "str", int: "int", float: "float", bool: "bool"}
+
+
 def kind_of(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, str):
-        return "str"
-    return "list_" + kind_of(value[0])
+    """The kind of a validated metadata value (exact Python types, so bool is not int)."""
+    kind = _KIND_BY_TYPE.get(type(value))
+    return kind if kind is not None else "list_" + _KIND_BY_TYPE[type(value[0])]
 
 
 def allocate_fields(
@@ -117,12 +114,14 @@ def build_table(
     return pa.table(columns), fields
 
 
-def parquet_bytes(table: pa.Table) -> bytes:
-    sink = io.BytesIO()
+def parquet_bytes(table: pa.Table) -> pa.Buffer:
+    sink = pa.BufferOutputStream()
+    # zstd gains ~9% on float vectors for 2x the write time; text and metadata compress well
+    compression = {name: "none" if name == "embedding" else "zstd" for name in table.column_names}
     pq.write_table(
         table,
         sink,
-        compression="zstd",
+        compression=compression,
         use_dictionary=False,
         write_statistics=["id", "_seq"],
         row_group_size=64 * 1024,

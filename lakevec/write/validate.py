@@ -100,13 +100,14 @@ def validate_embeddings(embeddings: Any, count: int, dimension: int | None) -> n
 
 
 def _check_scalar(key: str, value: Any) -> None:
-    if isinstance(value, bool) or isinstance(value, str):
+    kind = type(value)
+    if kind is str or kind is bool:
         return
-    if isinstance(value, int):
+    if kind is int:
         if not _INT64[0] <= value <= _INT64[1]:
             raise InvalidArgumentError(f"Metadata value for key {key!r} does not fit in 64 bits")
         return
-    if isinstance(value, float):
+    if kind is float:
         if not math.isfinite(value):
             raise InvalidArgumentError(f"Metadata value for key {key!r} must be finite, got {value}")
         return
@@ -117,11 +118,20 @@ def _check_scalar(key: str, value: Any) -> None:
 
 
 def _normalize_value(value: Any) -> Any:
+    """Plain Python values for numpy scalars/arrays, tuples and subclasses of the scalar types."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, (tuple, np.ndarray)):
         return [_normalize_value(v) for v in value]
+    if isinstance(value, list):
+        return [_normalize_value(v) for v in value]
+    for kind in (bool, int, float, str):
+        if isinstance(value, kind):
+            return kind(value)
     return value
+
+
+_PLAIN = (str, int, float, bool)
 
 
 def validate_metadata(metadata: Any, *, allow_none_values: bool) -> dict[str, Any] | None:
@@ -132,24 +142,27 @@ def validate_metadata(metadata: Any, *, allow_none_values: bool) -> dict[str, An
         raise InvalidArgumentError(f"Expected metadata to be a dict or None, got {metadata!r}")
     if not metadata:
         raise InvalidArgumentError("Expected metadata to be a non-empty dict, got 0 metadata attributes")
-    out = {}
+    out = None  # copied only if a value needs normalizing
     for key, value in metadata.items():
-        if not isinstance(key, str):
-            raise InvalidArgumentError(f"Expected metadata key to be a str, got {key!r}")
-        if key.startswith("#") or key == "":
+        if type(key) is not str or not key or key[0] == "#":
+            if not isinstance(key, str):
+                raise InvalidArgumentError(f"Expected metadata key to be a str, got {key!r}")
             raise InvalidArgumentError(f"Metadata key {key!r} is reserved or empty")
-        value = _normalize_value(value)
+        if type(value) not in _PLAIN and value is not None:
+            value = _normalize_value(value)
+            out = out if out is not None else dict(metadata)
+            out[key] = value
         if value is None:
             if not allow_none_values:
                 raise InvalidArgumentError(
                     f"Metadata value for key {key!r} is None; None deletes a key and is only "
                     "allowed in update and upsert"
                 )
-        elif isinstance(value, list):
+        elif type(value) is list:
             if not value:
                 raise InvalidArgumentError(f"Expected metadata list value for key {key!r} to be non-empty")
             first = type(value[0])
-            if first not in (str, int, float, bool) or any(type(v) is not first for v in value):
+            if first not in _PLAIN or any(type(v) is not first for v in value):
                 raise InvalidArgumentError(
                     f"Expected metadata list value for key {key!r} to contain only str, int, "
                     f"float, or bool and all elements must be the same type, got {value!r}"
@@ -158,8 +171,7 @@ def validate_metadata(metadata: Any, *, allow_none_values: bool) -> dict[str, An
                 _check_scalar(key, v)
         else:
             _check_scalar(key, value)
-        out[key] = value
-    return out
+    return out if out is not None else metadata
 
 
 def validate_collection_metadata(metadata: Any) -> dict[str, Any] | None:
