@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import inspect
-import pkgutil
 import re
 import shutil
 import sys
@@ -83,10 +82,14 @@ def show(title: str, result: dict, n: int = 5) -> None:
 def main(path: str = "./lakevec_data/demo") -> None:
     shutil.rmtree(path, ignore_errors=True)
     ids, docs, metas = corpus()
-    print(f"corpus: {len(ids)} docstrings from {len(MODULES)} standard-library modules (Python {sys.version.split()[0]})")
+    print(
+        f"corpus: {len(ids)} docstrings from {len(MODULES)} standard-library modules (Python {sys.version.split()[0]})"
+    )
 
     client = lakevec.PersistentClient(path)
-    col = client.create_collection("stdlib-docs", embedding_function=hashing_embedder, metadata={"source": "stdlib"})
+    col = client.create_collection(
+        "stdlib-docs", embedding_function=hashing_embedder, metadata={"source": "stdlib"}
+    )
     t0 = time.perf_counter()
     for start in range(0, len(ids), 500):
         end = start + 500
@@ -104,7 +107,9 @@ def main(path: str = "./lakevec_data/demo") -> None:
     col.delete(where={"package": "doctest"})
     print(f"\nafter update + delete: {col.count()} rows, manifest version {col._engine.snapshot().version}")
 
-    reopened = lakevec.PersistentClient(path).get_collection("stdlib-docs", embedding_function=hashing_embedder)
+    reopened = lakevec.PersistentClient(path).get_collection(
+        "stdlib-docs", embedding_function=hashing_embedder
+    )
     show("reopened from disk: json.dumps", reopened.get(ids=["json.dumps"]))
 
     # the data is plain Parquet: any engine reads it without lakevec
