@@ -111,3 +111,37 @@ def test_readers_see_consistent_versions_while_writing(tmp_path):
     # batches are all-or-nothing: a reader never sees part of one, and never goes back in time
     assert all(n % 10 == 0 for n in seen) and seen == sorted(seen)
     assert col.count() == 150
+
+
+def test_threads_filter_while_others_write(root):
+    col = lakevec.PersistentClient(root).create_collection("mixed", embedding_function=None)
+    col.add(
+        ids=[f"seed{i}" for i in range(50)],
+        embeddings=np.zeros((50, 2)),
+        metadatas=[{"k": i % 5} for i in range(50)],
+    )
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def read():
+        try:
+            while not stop.is_set():
+                got = col.get(where={"k": {"$in": [1, 2]}}, where_document=None, include=["metadatas"])
+                assert all(m["k"] in (1, 2) for m in got["metadatas"])
+        except BaseException as exc:
+            errors.append(exc)
+
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    for t in readers:
+        t.start()
+    for b in range(20):
+        col.upsert(
+            ids=[f"n{b}-{i}" for i in range(5)],
+            embeddings=np.ones((5, 2)),
+            metadatas=[{"k": i} for i in range(5)],
+        )
+    stop.set()
+    for t in readers:
+        t.join(timeout=60)
+    assert not errors
+    assert col.get(where={"k": 1}, include=[])["ids"][:2] == ["seed1", "seed6"]

@@ -1,0 +1,32 @@
+"""The benchmark harness runs end to end on a tiny dataset, so it cannot rot."""
+
+from __future__ import annotations
+
+import json
+
+from benchmarks import ingest
+
+
+def test_ingest_benchmark_smoke(tmp_path):
+    result = ingest.main(
+        [
+            "--n",
+            "600",
+            "--dim",
+            "8",
+            "--batch",
+            "200",
+            "--get-reps",
+            "2",
+            "--systems",
+            "lakevec",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    lake = result["systems"]["lakevec"]
+    assert lake["vectors_per_s"] > 0 and len(lake["batch_s"]) == 3
+    files = sorted(p.suffix for p in tmp_path.iterdir())
+    assert files == [".json", ".md"]
+    saved = json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert saved["command"].startswith("python benchmarks/ingest.py --n 600")
