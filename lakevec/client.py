@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -114,10 +115,8 @@ def _memory_root(owner: object) -> str:
     root = f"memory://lakevec-{uuid.uuid4().hex}"
 
     def cleanup(url: str = root) -> None:
-        try:
-            Storage(url).delete_tree(Storage(url).root)
-        except Exception:
-            pass
+        storage = Storage(url)
+        storage.delete_tree(storage.root)
 
     weakref.finalize(owner, cleanup)
     return root
@@ -166,8 +165,6 @@ class Client(AdminClient):
             self._engines.clear()
         self._storage.delete_tree(self._storage.root)
         if self._storage.local:
-            import os
-
             os.makedirs(self._storage.root, exist_ok=True)
         self._catalog = Catalog(self._storage)
         return True

@@ -209,7 +209,7 @@ class Collection:
         )  # type: ignore[return-value]
 
     def peek(self, limit: int = 10) -> GetResult:
-        return self.get(limit=limit, include=["embeddings", "documents", "metadatas"])
+        return self.get(limit=limit, include=["metadatas", "documents", "embeddings"])
 
     def modify(
         self,

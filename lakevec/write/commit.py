@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from lakevec.errors import InvalidDimensionException
 from lakevec.lake.log import VersionLog
 from lakevec.lake.manifest import FragmentEntry, Manifest
 from lakevec.read.snapshot import FragmentCache, Snapshot
@@ -48,6 +49,11 @@ def write_and_commit(
 
     if change.batch is not None and len(change.batch):
         batch = change.batch
+        if dimension is not None and batch.embeddings.shape[1] != dimension:
+            # another writer fixed the dimension after this call was validated
+            raise InvalidDimensionException(
+                f"Collection expecting embedding with dimension of {dimension}, got {batch.embeddings.shape[1]}"
+            )
         table, fields = build_table(batch, fields)
         if prior is not None and prior.table is not None and prior.table.equals(table):
             entry = prior.entry

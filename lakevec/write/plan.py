@@ -28,11 +28,9 @@ class Change:
         return (self.batch is None or len(self.batch) == 0) and len(self.dead) == 0
 
 
-def _pick(values: list | None, index: np.ndarray, n: int) -> list:
+def _pick(values: list | None, index: np.ndarray) -> list:
     if values is None:
         return [None] * len(index)
-    if len(index) == n:
-        return values
     return [values[i] for i in index]
 
 
@@ -48,14 +46,17 @@ def plan_add(
     new = np.flatnonzero(snap.lookup(ids) < 0)
     if len(new) == 0:
         return Change("add")
-    n = len(ids)
+    if len(new) < len(ids):
+        ids, embeddings = _pick(ids, new), embeddings[new]
+        documents, uris = _pick(documents, new), _pick(uris, new)
+        metadatas = _pick(metadatas, new)
     batch = RowBatch(
-        ids=_pick(ids, new, n),
-        embeddings=embeddings if len(new) == n else embeddings[new],
-        documents=_pick(documents, new, n),
-        uris=_pick(uris, new, n),
-        metadatas=_pick(metadatas, new, n),
-        seq=snap.manifest.next_seq + np.arange(len(new), dtype=np.int64),
+        ids=ids,
+        embeddings=embeddings,
+        documents=documents if documents is not None else [None] * len(ids),
+        uris=uris if uris is not None else [None] * len(ids),
+        metadatas=metadatas if metadatas is not None else [None] * len(ids),
+        seq=snap.manifest.next_seq + np.arange(len(ids), dtype=np.int64),
     )
     return Change("add", batch=batch)
 
@@ -95,7 +96,7 @@ def plan_upsert(
     old = snap.take(old_pos)
     n_found = len(found)
 
-    out_docs = _pick(documents, order, -1) if documents is not None else None
+    out_docs = _pick(documents, order) if documents is not None else None
     if out_docs is None:
         out_docs = old.column("document").to_pylist() + [None] * len(new)
     elif n_found:
@@ -103,7 +104,7 @@ def plan_upsert(
         if not given.all():  # a None document in update keeps the old one
             old_docs = old.column("document").to_pylist()
             out_docs[:n_found] = [d if g else o for d, g, o in zip(out_docs, given, old_docs)]
-    out_uris = _pick(uris, order, -1) if uris is not None else None
+    out_uris = _pick(uris, order) if uris is not None else None
     if out_uris is None:
         out_uris = old.column("uri").to_pylist() + [None] * len(new)
 
@@ -113,7 +114,7 @@ def plan_upsert(
         out_emb = snap.embeddings(old_pos)
 
     old_meta = metadata_dicts(old, snap.manifest.fields)
-    given_meta = _pick(metadatas, order, -1) if metadatas is not None else [None] * len(order)
+    given_meta = _pick(metadatas, order) if metadatas is not None else [None] * len(order)
     out_meta = [_merge_metadata(o, m) for o, m in zip(old_meta, given_meta[:n_found])]
     out_meta += [_merge_metadata(None, m) for m in given_meta[n_found:]]
 
