@@ -9,13 +9,14 @@ import numpy as np
 
 from lakevec.engine import CollectionEngine
 from lakevec.errors import InvalidArgumentError
-from lakevec.types import GetResult
+from lakevec.types import GetResult, QueryResult
 from lakevec.write import validate as v
 
 if TYPE_CHECKING:
     from lakevec.client import Client
 
 _GET_DEFAULT = ["metadatas", "documents"]
+_QUERY_DEFAULT = ["metadatas", "documents", "distances"]
 
 
 class Collection:
@@ -207,6 +208,56 @@ class Collection:
             offset=offset,
             include=include,
         )  # type: ignore[return-value]
+
+    def query(
+        self,
+        query_embeddings: Any = None,
+        query_texts: Any = None,
+        query_images: Any = None,
+        query_uris: Any = None,
+        ids: Any = None,
+        n_results: int = 10,
+        where: Any = None,
+        where_document: Any = None,
+        include: Any = None,
+    ) -> QueryResult:
+        """The ``n_results`` nearest rows to each query that pass the filters, nearest first."""
+        if query_images is not None or query_uris is not None:
+            raise InvalidArgumentError("query_images and query_uris are not supported by lakevec in query.")
+        if (query_embeddings is None) == (query_texts is None):
+            raise InvalidArgumentError(
+                "Exactly one of query_embeddings or query_texts must be provided in query."
+            )
+        n_results = v.validate_n_results(n_results)
+        include = v.validate_include(_QUERY_DEFAULT if include is None else include, allow_distances=True)
+        if "data" in include:
+            raise InvalidArgumentError("You must set a data loader on the collection if loading from URIs.")
+        if ids is not None:
+            ids = v.validate_ids(ids)
+        if where is not None:
+            v.validate_where(where)
+        if where_document is not None:
+            v.validate_where_document(where_document)
+        if query_texts is not None:
+            texts = v.validate_documents(
+                v.one_to_many(query_texts), len(v.one_to_many(query_texts)), field="query_texts"
+            )
+            query_embeddings = self._embed(texts, "query")
+        dimension = self._engine.dimension()
+        queries = v.validate_query_embeddings(query_embeddings, dimension)
+        return self._engine.query(
+            queries,
+            n_results,
+            ids=ids,
+            where=where or None,
+            where_document=where_document or None,
+            include=include,
+            hnsw=self.configuration["hnsw"],
+        )  # type: ignore[return-value]
+
+    def wait_for_index(self, timeout: float | None = None) -> None:
+        """Block until every committed row is in an HNSW index (queries are exact meanwhile)."""
+        self._engine.wait_for_index(timeout)
 
     def peek(self, limit: int = 10) -> GetResult:
         return self.get(limit=limit, include=["metadatas", "documents", "embeddings"])

@@ -15,14 +15,17 @@ from typing import Any
 
 import duckdb
 import numpy as np
+from usearch.index import Index
 
 from lakevec.errors import CommitFailedError, NotFoundError
 from lakevec.lake.log import VersionLog
 from lakevec.lake.manifest import Manifest
 from lakevec.lake.storage import Storage
+from lakevec.read.query import FilterCache, query_result, search
 from lakevec.read.rows import get_result, select
 from lakevec.read.snapshot import FragmentCache, Snapshot
 from lakevec.write.commit import Written, discard, write_and_commit
+from lakevec.write.index import Indexer
 from lakevec.write.plan import Change, plan_add, plan_delete, plan_upsert
 
 MAX_ATTEMPTS = 64
@@ -37,6 +40,10 @@ class CollectionEngine:
         self._snapshot: Snapshot | None = None
         self._lock = threading.RLock()
         self._con = duckdb.connect()
+        self._filters = FilterCache()
+        self._indexes: dict[str, Index] = {}
+        self.indexer = Indexer(self)
+        self.auto_index = True
 
     # -- lifecycle -----------------------------------------------------------------------
     def create(self, config: dict[str, Any]) -> None:
@@ -59,6 +66,22 @@ class CollectionEngine:
         self._snapshot = Snapshot(manifest, self.cache)
         keep = {e.path for e in manifest.fragments} | {e.deletes for e in manifest.fragments if e.deletes}
         self.cache.forget(keep)
+        live_indexes = {e.index for e in manifest.fragments if e.index}
+        for path in [p for p in self._indexes if p not in live_indexes]:
+            del self._indexes[path]
+
+    def commit_transform(self, transform: Callable[[Manifest], Manifest]) -> Manifest:
+        """Commit ``transform(newest manifest)``, re-applied on the winner after a lost race.
+        For changes that cannot conflict with data writes (index pointers)."""
+        with self._lock:
+            for attempt in range(MAX_ATTEMPTS):
+                base = self.snapshot().manifest
+                manifest = transform(base)
+                if self.log.try_commit(manifest.version, manifest.to_json()):
+                    self._install(manifest)
+                    return manifest
+                time.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 8)))
+        raise CommitFailedError(f"gave up after {MAX_ATTEMPTS} attempts: other writers kept committing first")
 
     # -- writes --------------------------------------------------------------------------
     def _write(self, plan: Callable[[Snapshot], Change]) -> Any:
@@ -80,6 +103,8 @@ class CollectionEngine:
                     for path, rows in written.deletes.items():
                         self.cache.put_deletes(path, rows)
                     self._install(manifest)
+                    if self.auto_index and written.entry is not None:
+                        self.indexer.notify()
                     return change.result
                 prior = written
                 time.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 8)))
@@ -126,5 +151,30 @@ class CollectionEngine:
         )
         return get_result(snap, positions, include)
 
-    def embeddings_of(self, positions: np.ndarray) -> np.ndarray:
-        return self.snapshot().embeddings(positions)
+    # -- vector search ---------------------------------------------------------------------
+    def _open_indexes(self, snap: Snapshot) -> dict[str, Index]:
+        """Indexes of the snapshot, opened once and kept open (memory-mapped when local)."""
+        for path in {e.index for e in snap.manifest.fragments if e.index}:
+            if path not in self._indexes:
+                full = self.cache.path(path)
+                if self.storage.local:
+                    index = Index.restore(full, view=True)
+                else:
+                    index = Index.restore(self.storage.read_bytes(full))
+                self._indexes[path] = index
+        return self._indexes
+
+    def query(
+        self, queries: np.ndarray, k: int, *, ids, where, where_document, include, hnsw
+    ) -> dict[str, Any]:
+        snap = self.snapshot()
+        allowed = self._filters.allowed(snap, self._con, ids, where, where_document)
+        hits = search(snap, self._open_indexes(snap), queries, k, allowed, hnsw)
+        return query_result(snap, hits, include)
+
+    def wait_for_index(self, timeout: float | None = None) -> None:
+        """Index every committed row, inline (the background thread may be doing the same)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.indexer.fold(force=True):
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError("indexing did not catch up in time")

@@ -25,6 +25,17 @@ class GetResult(TypedDict):
     included: Include
 
 
+class QueryResult(TypedDict):
+    ids: list[list[ID]]
+    embeddings: list[np.ndarray] | None
+    documents: list[list[str | None]] | None
+    uris: list[list[str | None]] | None
+    data: Any
+    metadatas: list[list[Metadata | None]] | None
+    distances: list[list[float]] | None
+    included: Include
+
+
 class Tenant(TypedDict):
     name: str
 

@@ -36,7 +36,8 @@ class FragmentEntry:
     seq_max: int
     bytes: int
     deletes: str | None = None  # relative path of the cumulative deletion file
-    index: str | None = None
+    index: str | None = None  # relative path of the HNSW index holding this fragment's rows
+    index_base: int = 0  # key of row r in that index is index_base + r
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,16 +38,20 @@ def select(
     where_document: dict | None = None,
     limit: int | None = None,
     offset: int | None = None,
+    ordered: bool = True,
 ) -> np.ndarray:
-    """Positions of the live rows that pass every given filter, in insertion order."""
+    """Positions of the live rows that pass every given filter, in insertion order
+    (any order when ``ordered`` is False: a query only needs the set)."""
     positions = None
     if ids is not None:
         positions = snap.lookup(ids)
-        positions = snap.in_order(positions[positions >= 0])
+        positions = positions[positions >= 0]
+        if ordered:
+            positions = snap.in_order(positions)
     if where or where_document:
         expr, params = compile_filter(snap.manifest.fields, where, where_document)
         table = snap.rows if positions is None else snap.take(positions)
-        sql = f"SELECT _g FROM t WHERE _live AND ({expr}) ORDER BY _seq"
+        sql = f"SELECT _g FROM t WHERE _live AND ({expr})" + (" ORDER BY _seq" if ordered else "")
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)

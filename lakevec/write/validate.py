@@ -333,6 +333,34 @@ def validate_include(include: Any, *, allow_distances: bool) -> list[str]:
     return list(include)
 
 
+class _NResultsError(InvalidArgumentError, TypeError):
+    """Chroma raises TypeError for ``n_results <= 0``; this is caught as either."""
+
+    @classmethod
+    def name(cls) -> str:
+        return "InvalidArgumentError"
+
+
+def validate_n_results(n_results: Any) -> int:
+    if isinstance(n_results, bool) or not isinstance(n_results, (int, np.integer)) or n_results <= 0:
+        raise _NResultsError(f"Number of requested results {n_results}, cannot be negative, or zero.")
+    return int(n_results)
+
+
+def validate_query_embeddings(embeddings: Any, dimension: int | None) -> np.ndarray:
+    """One query (a flat list of numbers or a 1-d array) or many, as (nq, dim) float32."""
+    if isinstance(embeddings, np.ndarray) and embeddings.ndim == 1:
+        embeddings = embeddings.reshape(1, -1)
+    elif (
+        isinstance(embeddings, (list, tuple))
+        and embeddings
+        and all(isinstance(x, (int, float, np.number)) and not isinstance(x, bool) for x in embeddings)
+    ):
+        embeddings = [embeddings]
+    count = len(embeddings) if hasattr(embeddings, "__len__") else 0
+    return validate_embeddings(embeddings, count, dimension)
+
+
 def validate_limit(value: Any, name: str) -> int | None:
     if value is None:
         return None

@@ -1,0 +1,125 @@
+"""``query``: snapshot -> filter -> search (per index and the exact tail) -> merge -> rows."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import duckdb
+import numpy as np
+from usearch.index import Index
+
+from lakevec.read.rows import metadata_dicts, select
+from lakevec.read.search import Hits, exact_search, groups_of, hnsw_search, positions_of, prefer_exact
+from lakevec.read.snapshot import Snapshot
+
+
+class FilterCache:
+    """Row bitmaps (live and passing the filter) per snapshot version and filter."""
+
+    def __init__(self, size: int = 16) -> None:
+        self._items: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def allowed(
+        self, snap: Snapshot, con: duckdb.DuckDBPyConnection, ids, where, where_document
+    ) -> np.ndarray:
+        if ids is None and not where and not where_document:
+            return snap.live
+        key = (
+            snap.version,
+            None if ids is None else tuple(ids),
+            json.dumps(where, sort_keys=True),
+            json.dumps(where_document, sort_keys=True),
+        )
+        with self._lock:
+            mask = self._items.get(key)
+            if mask is not None:
+                self._items.move_to_end(key)
+                return mask
+        positions = select(snap, con, ids=ids, where=where, where_document=where_document, ordered=False)
+        mask = np.zeros(len(snap.live), dtype=bool)
+        mask[positions] = True
+        with self._lock:
+            self._items[key] = mask
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return mask
+
+
+def search(
+    snap: Snapshot,
+    indexes: dict[str, Index],
+    queries: np.ndarray,
+    k: int,
+    allowed: np.ndarray,
+    hnsw: dict[str, Any],
+) -> Hits:
+    """The k nearest allowed rows for each query, across every index and the unindexed tail."""
+    space, ef, dim = hnsw["space"], hnsw["ef_search"], queries.shape[1]
+    groups, tail = groups_of(snap)
+    parts: list[Hits] = []
+    exact_positions = [positions_of(snap, tail)]
+    for group in groups:
+        group_pos = positions_of(snap, group.fragments)
+        matching = int(allowed[group_pos].sum())
+        if matching == 0:
+            continue
+        index = indexes.get(group.path)
+        if index is None or prefer_exact(matching, len(index), k, dim, ef):
+            exact_positions.append(group_pos)
+        else:
+            parts.append(hnsw_search(snap, space, index, group, queries, k, allowed, matching, ef))
+    exact = np.concatenate(exact_positions)
+    exact = exact[allowed[exact]]
+    if len(exact):
+        parts.append(exact_search(snap, space, queries, exact, k))
+    if not parts:
+        return Hits(
+            np.full((len(queries), 0), -1, dtype=np.int64), np.zeros((len(queries), 0), dtype=np.float32)
+        )
+    if len(parts) == 1:
+        return parts[0]
+    positions = np.concatenate([p.positions for p in parts], axis=1)
+    distances = np.concatenate([np.where(p.positions >= 0, p.distances, np.inf) for p in parts], axis=1)
+    order = np.argsort(distances, axis=1, kind="stable")[:, :k]
+    return Hits(np.take_along_axis(positions, order, axis=1), np.take_along_axis(distances, order, axis=1))
+
+
+def query_result(snap: Snapshot, hits: Hits, include: list[str]) -> dict[str, Any]:
+    """Chroma's ``QueryResult``: one list per query; only included columns are materialized."""
+    valid = (hits.positions >= 0) & np.isfinite(hits.distances)
+    counts = valid.sum(axis=1)
+    flat = hits.positions[valid]
+    sub = snap.take(flat)
+    splits = np.cumsum(counts)[:-1]
+
+    def per_query(values: list) -> list[list]:
+        out, start = [], 0
+        for n in counts:
+            out.append(values[start : start + n])
+            start += n
+        return out
+
+    embeddings = None
+    if "embeddings" in include:
+        embeddings = (
+            list(np.split(snap.embeddings(flat), splits))
+            if len(flat)
+            else [np.zeros((0, snap.manifest.dimension or 0), np.float32) for _ in counts]
+        )
+    return {
+        "ids": per_query(sub.column("id").to_pylist()),
+        "embeddings": embeddings,
+        "documents": per_query(sub.column("document").to_pylist()) if "documents" in include else None,
+        "uris": per_query(sub.column("uri").to_pylist()) if "uris" in include else None,
+        "included": list(include),
+        "data": None,
+        "metadatas": per_query(metadata_dicts(sub, snap.manifest.fields)) if "metadatas" in include else None,
+        "distances": per_query(hits.distances[valid].astype(float).tolist())
+        if "distances" in include
+        else None,
+    }

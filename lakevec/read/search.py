@@ -1,0 +1,204 @@
+"""Nearest neighbours over one snapshot: exact over few rows, HNSW over many, merged top-k.
+
+The plan, per index and for the unindexed tail, is a cost model over the number of rows that
+pass the filter (``m``) and the size of the index (``N``), with constants measured on a 2-core
+machine for 384-d float32 (see DESIGN.md):
+
+* exact search costs about ``m * dim * EXACT_NS`` (gathering the rows and one BLAS product);
+* an HNSW search costs about ``HNSW_MS * (dim / 384) * max(1, count / ef)``, where
+  ``count = k * N / m`` candidates must be fetched so that ``k`` of them pass the filter
+  (oversampling), growing when they do not.
+
+The cheaper one is taken. Every candidate is re-ranked with the stored float32 vectors, so the
+distances are exact (Chroma's: l2 = squared L2, cosine = 1 - cos, ip = 1 - dot) whatever path
+found them, and a row that is deleted or fails the filter is never returned.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from usearch.index import Index
+
+from lakevec.read.snapshot import Snapshot
+
+EXACT_NS = 0.42e-6  # ms per (row x dimension): 100k x 384 exact ~ 16 ms
+HNSW_MS = 0.8  # one HNSW query on 100k x 384 at ef 64-100
+OVERSAMPLE = 1.5
+RERANK = 4  # re-rank up to RERANK * k candidates from an index
+
+
+@dataclass
+class Hits:
+    """Candidates per query: positions (nq, c) with -1 for none, exact distances (nq, c)."""
+
+    positions: np.ndarray
+    distances: np.ndarray
+
+
+def normalize(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-30)
+
+
+def exact_distances(space: str, queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """(nq, n) distances, computed the way Chroma reports them."""
+    if space == "l2":
+        qn = np.einsum("ij,ij->i", queries, queries)[:, None]
+        xn = np.einsum("ij,ij->i", vectors, vectors)[None, :]
+        return np.maximum(qn + xn - 2.0 * (queries @ vectors.T), 0.0)
+    if space == "cosine":
+        return 1.0 - normalize(queries) @ normalize(vectors).T
+    return 1.0 - queries @ vectors.T
+
+
+def pair_distances(space: str, queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """Distances of query i to each of its own candidates: queries (nq, d), vectors (nq, c, d)."""
+    if space == "l2":
+        diff = vectors - queries[:, None, :]
+        return np.einsum("qcd,qcd->qc", diff, diff)
+    if space == "cosine":
+        q = normalize(queries)
+        norms = np.linalg.norm(vectors, axis=2)
+        return 1.0 - np.einsum("qd,qcd->qc", q, vectors) / np.maximum(norms, 1e-30)
+    return 1.0 - np.einsum("qd,qcd->qc", queries, vectors)
+
+
+def top_k(positions: np.ndarray, distances: np.ndarray, k: int) -> Hits:
+    """Keep the k smallest distances per row (distances inf where position is -1)."""
+    if distances.shape[1] > k:
+        part = np.argpartition(distances, k - 1, axis=1)[:, :k]
+        positions = np.take_along_axis(positions, part, axis=1)
+        distances = np.take_along_axis(distances, part, axis=1)
+    order = np.argsort(distances, axis=1, kind="stable")
+    return Hits(np.take_along_axis(positions, order, axis=1), np.take_along_axis(distances, order, axis=1))
+
+
+def exact_search(snap: Snapshot, space: str, queries: np.ndarray, positions: np.ndarray, k: int) -> Hits:
+    """Brute force over the given rows; the l2 winners' distances are recomputed pairwise."""
+    nq = len(queries)
+    if len(positions) == 0:
+        return Hits(np.full((nq, 0), -1, dtype=np.int64), np.zeros((nq, 0), dtype=np.float32))
+    vectors = snap.embeddings(positions)
+    dist = exact_distances(space, queries, vectors)
+    kk = min(k, len(positions))
+    hits = top_k(np.broadcast_to(positions, dist.shape), dist, kk)
+    return rerank(snap, space, queries, hits)
+
+
+def rerank(snap: Snapshot, space: str, queries: np.ndarray, hits: Hits) -> Hits:
+    valid = hits.positions >= 0
+    if not valid.any():
+        return hits
+    safe = np.where(valid, hits.positions, hits.positions[valid][0])
+    vectors = snap.embeddings(safe.reshape(-1)).reshape(*safe.shape, -1)
+    dist = np.where(valid, pair_distances(space, queries, vectors), np.inf)
+    order = np.argsort(dist, axis=1, kind="stable")
+    return Hits(np.take_along_axis(hits.positions, order, axis=1), np.take_along_axis(dist, order, axis=1))
+
+
+@dataclass
+class Group:
+    """The fragments of a snapshot that one index holds, and how its keys map to positions."""
+
+    path: str
+    fragments: list[int]
+    bases: np.ndarray  # sorted key bases
+    rows: np.ndarray
+    offsets: np.ndarray  # position of each fragment's row 0
+
+
+def groups_of(snap: Snapshot) -> tuple[list[Group], list[int]]:
+    """Index groups of the snapshot, and the unindexed tail (fragment indices)."""
+    by_path: dict[str, list[int]] = {}
+    tail = []
+    for i, entry in enumerate(snap.manifest.fragments):
+        if entry.index is None:
+            tail.append(i)
+        else:
+            by_path.setdefault(entry.index, []).append(i)
+    groups = []
+    for path, frags in by_path.items():
+        frags.sort(key=lambda i: snap.manifest.fragments[i].index_base)
+        groups.append(
+            Group(
+                path,
+                frags,
+                np.array([snap.manifest.fragments[i].index_base for i in frags], dtype=np.int64),
+                np.array([snap.manifest.fragments[i].rows for i in frags], dtype=np.int64),
+                np.array([snap.offsets[i] for i in frags], dtype=np.int64),
+            )
+        )
+    return groups, tail
+
+
+def positions_of(snap: Snapshot, fragments: list[int]) -> np.ndarray:
+    if not fragments:
+        return np.zeros(0, dtype=np.int64)
+    return np.concatenate(
+        [np.arange(snap.offsets[i], snap.offsets[i + 1], dtype=np.int64) for i in fragments]
+    )
+
+
+def keys_to_positions(group: Group, keys: np.ndarray) -> np.ndarray:
+    idx = np.searchsorted(group.bases, keys, side="right") - 1
+    idx_c = np.maximum(idx, 0)
+    within = keys - group.bases[idx_c]
+    ok = (idx >= 0) & (within < group.rows[idx_c]) & (within >= 0)
+    return np.where(ok, group.offsets[idx_c] + within, -1)
+
+
+def hnsw_search(
+    snap: Snapshot,
+    space: str,
+    index: Index,
+    group: Group,
+    queries: np.ndarray,
+    k: int,
+    allowed: np.ndarray,
+    matching: int,
+    ef: int,
+) -> Hits:
+    """HNSW with oversampling: fetch enough candidates that k pass ``allowed``, growing if not."""
+    total = len(index)
+    nq = len(queries)
+    count = min(total, max(k, math.ceil(k * OVERSAMPLE * total / max(matching, 1))))
+    keep = min(RERANK * k, max(k, count))
+    positions = np.full((nq, keep), -1, dtype=np.int64)
+    pending = np.arange(nq)
+    while len(pending):
+        index.expansion_search = max(ef, count)
+        matches = index.search(queries[pending], count, threads=0)
+        keys = np.asarray(matches.keys, dtype=np.int64).reshape(len(pending), -1)
+        found = (
+            np.asarray(matches.counts).reshape(-1)
+            if hasattr(matches, "counts")
+            else np.full(1, keys.shape[1])
+        )
+        cols = np.arange(keys.shape[1])[None, :]
+        pos = keys_to_positions(group, keys)
+        pos = np.where(cols < found[:, None], pos, -1)
+        ok = pos >= 0
+        ok[ok] = allowed[pos[ok]]
+        # keep the first `keep` accepted candidates of each query, in the index's order
+        rank = np.cumsum(ok, axis=1) - 1
+        take = ok & (rank < keep)
+        q_idx, c_idx = np.nonzero(take)
+        positions[pending[q_idx], rank[q_idx, c_idx]] = pos[q_idx, c_idx]
+        enough = ok.sum(axis=1) >= min(k, matching)
+        if count >= total:
+            break
+        pending = pending[~enough]
+        count = min(total, count * 4)
+    hits = Hits(positions, np.zeros(positions.shape, dtype=np.float32))
+    hits = rerank(snap, space, queries, hits)
+    return Hits(hits.positions[:, :k], hits.distances[:, :k])
+
+
+def prefer_exact(matching: int, total: int, k: int, dim: int, ef: int) -> bool:
+    exact_ms = matching * dim * EXACT_NS
+    count = k * OVERSAMPLE * total / max(matching, 1)
+    hnsw_ms = HNSW_MS * (dim / 384) * max(1.0, count / ef)
+    return exact_ms <= hnsw_ms

@@ -1,0 +1,148 @@
+"""HNSW indexes (usearch), built after the commit that added the rows.
+
+One index may hold several fragments: fragment rows get keys ``index_base + row``. The indexer
+folds the unindexed tail into the newest index by *adding* the tail's vectors to it (usearch
+grows a graph in place), saves it under a new immutable name, and commits a manifest that points
+the fragments at it. Queries search each index once and the small unindexed tail exactly, so a
+collection is searched through one index per ``GROUP_MAX_ROWS`` rows, whatever its fragment count.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from usearch.index import Index
+
+if TYPE_CHECKING:
+    from lakevec.engine import CollectionEngine
+    from lakevec.lake.manifest import Manifest
+
+METRICS = {"l2": "l2sq", "cosine": "cos", "ip": "ip"}
+INDEX_DTYPE = "f16"  # half the bytes, same recall; distances are re-ranked in float32
+FOLD_MIN_ROWS = 4096  # a smaller tail is searched exactly until wait_for_index()
+FOLD_MAX_TAIL = 50_000  # never leave more than this for exact search while writes go on
+GROUP_MAX_ROWS = 2_000_000  # start a new index past this many rows
+
+
+def new_index(dim: int, hnsw: dict[str, Any]) -> Index:
+    return Index(
+        ndim=dim,
+        metric=METRICS[hnsw["space"]],
+        dtype=INDEX_DTYPE,
+        connectivity=hnsw["max_neighbors"],
+        expansion_add=hnsw["ef_construction"],
+        expansion_search=hnsw["ef_search"],
+    )
+
+
+@dataclasses.dataclass
+class _Head:
+    """The index the indexer last wrote, kept in memory so extending it costs no reload."""
+
+    path: str
+    index: Index
+    next_key: int
+
+
+class Indexer:
+    """Builds indexes for one collection, in a background thread and/or inline."""
+
+    def __init__(self, engine: CollectionEngine) -> None:
+        self.engine = engine
+        self._fold_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._head: _Head | None = None
+        self.last_error: BaseException | None = None
+
+    # -- scheduling ----------------------------------------------------------------------
+    def notify(self) -> None:
+        """Called after every commit: the background thread decides whether to fold."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="lakevec-indexer", daemon=True)
+            self._thread.start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            try:
+                while self.fold(force=False):
+                    pass
+                self.last_error = None
+            except BaseException as exc:  # keep serving; wait_for_index reports it
+                self.last_error = exc
+
+    # -- one fold ------------------------------------------------------------------------
+    def fold(self, *, force: bool) -> bool:
+        """Add the unindexed fragments to the newest index; True if something was committed."""
+        with self._fold_lock:
+            snap = self.engine.snapshot()
+            manifest = snap.manifest
+            tail = [i for i, e in enumerate(manifest.fragments) if e.index is None and e.live_rows > 0]
+            if not tail or manifest.dimension is None:
+                return False
+            indexed = [e for e in manifest.fragments if e.index is not None]
+            head_path = indexed[-1].index if indexed else None  # the newest index
+            head_rows = sum(e.rows for e in indexed if e.index == head_path)
+            if head_rows >= GROUP_MAX_ROWS:
+                head_path, head_rows = None, 0
+            tail_rows = sum(manifest.fragments[i].rows for i in tail)
+            if not force and tail_rows < min(FOLD_MAX_TAIL, max(FOLD_MIN_ROWS, head_rows // 8)):
+                return False
+
+            try:
+                return self._fold(snap, tail, head_path)
+            except BaseException:
+                self._head = None  # the in-memory copy may hold uncommitted rows
+                raise
+
+    def _fold(self, snap, tail: list[int], head_path: str | None) -> bool:
+        manifest = snap.manifest
+        hnsw = manifest.config["hnsw"]
+        head = self._open_head(head_path, manifest.dimension, hnsw)
+        bases: dict[str, int] = {}
+        key = head.next_key
+        for i in tail:
+            entry, frag = manifest.fragments[i], snap.fragments[i]
+            rows = np.arange(entry.rows, dtype=np.int64)
+            if snap.dead[i] is not None:
+                rows = np.setdiff1d(rows, snap.dead[i])
+            vectors = np.ascontiguousarray(frag.embeddings[rows])
+            head.index.add(key + rows, vectors, threads=0)
+            bases[entry.id] = key
+            key += entry.rows
+        relative = f"index/{uuid.uuid4().hex}.usearch"
+        storage = self.engine.storage
+        storage.write_new(self.engine.cache.path(relative), head.index.save())
+        members = {e.id for e in manifest.fragments if head_path is not None and e.index == head_path}
+
+        def point(m: Manifest) -> Manifest | None:
+            fragments = []
+            for e in m.fragments:
+                if e.id in bases and e.index is None:
+                    e = dataclasses.replace(e, index=relative, index_base=bases[e.id])
+                elif e.id in members and e.index == head_path:
+                    e = dataclasses.replace(e, index=relative)
+                fragments.append(e)
+            return m.child("index", fragments=tuple(fragments))
+
+        self.engine.commit_transform(point)
+        self._head = _Head(relative, head.index, key)
+        return True
+
+    def _open_head(self, path: str | None, dim: int, hnsw: dict[str, Any]) -> _Head:
+        if path is None:
+            return _Head("", new_index(dim, hnsw), 0)
+        if self._head is not None and self._head.path == path:
+            return self._head
+        data = self.engine.storage.read_bytes(self.engine.cache.path(path))
+        index = Index.restore(data)  # a private, writable copy
+        keys = index.keys
+        next_key = int(np.max(np.asarray(keys))) + 1 if len(index) else 0
+        return _Head(path, index, next_key)
