@@ -1,0 +1,216 @@
+"""Vector query against exact brute force over the Python-evaluated filter."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import lakevec
+from lakevec.errors import InvalidArgumentError
+from tests import strategies as s
+from tests.oracle import match_where
+
+
+def brute_force(space, queries, vectors, k):
+    q = np.asarray(queries, dtype=np.float64)
+    x = np.asarray(vectors, dtype=np.float64)
+    if space == "l2":
+        d = ((q[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+    elif space == "cosine":
+        qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+        xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+        d = 1 - qn @ xn.T
+    else:
+        d = 1 - q @ x.T
+    order = np.argsort(d, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(d, order, axis=1)
+
+
+def clustered(n, dim, seed=0, rank=8):
+    """Embedding-like data: clusters in a low-dimensional latent space, projected up, plus noise
+    (isotropic noise in all dimensions is structureless; no ANN index helps there)."""
+    rng = np.random.default_rng(seed)
+    project = np.random.default_rng(99).standard_normal((rank, dim)) / np.sqrt(rank)
+    centers = np.random.default_rng(98).standard_normal((32, rank)) * 1.5
+    latent = centers[rng.integers(0, 32, n)] + rng.standard_normal((n, rank))
+    return (latent @ project + 0.05 * rng.standard_normal((n, dim))).astype(np.float32)
+
+
+@pytest.mark.parametrize("space", ["l2", "cosine", "ip"])
+def test_exact_path_matches_brute_force(client, space):
+    col = client.create_collection(
+        f"q-{space}", configuration={"hnsw": {"space": space}}, embedding_function=None
+    )
+    col._engine.auto_index = False
+    x = clustered(600, 8)
+    metas = [{"i": i, "cat": ["red", "blue", "green"][i % 3]} for i in range(600)]
+    for start in range(0, 600, 150):  # several fragments
+        col.add(
+            ids=[f"r{i}" for i in range(start, start + 150)],
+            embeddings=x[start : start + 150],
+            metadatas=metas[start : start + 150],
+        )
+    queries = clustered(5, 8, seed=1)
+    res = col.query(
+        query_embeddings=queries,
+        n_results=7,
+        where={"cat": {"$ne": "blue"}},
+        include=["distances", "metadatas"],
+    )
+    keep = np.array([m["cat"] != "blue" for m in metas])
+    order, dist = brute_force(space, queries, x[keep], 7)
+    kept_ids = np.array([f"r{i}" for i in range(600)])[keep]
+    for qi in range(5):
+        assert res["ids"][qi] == list(kept_ids[order[qi]])
+        np.testing.assert_allclose(res["distances"][qi], dist[qi], rtol=1e-4, atol=1e-4)
+        assert all(m["cat"] != "blue" for m in res["metadatas"][qi])
+
+
+@pytest.mark.parametrize("space", ["l2", "cosine"])
+def test_hnsw_recall_and_filters(space):
+    col = lakevec.EphemeralClient().create_collection(
+        "recall", configuration={"hnsw": {"space": space}}, embedding_function=None
+    )
+    n, dim = 20_000, 32
+    x = clustered(n, dim)
+    cats = np.array(["red", "blue", "green", "gray"])[np.arange(n) % 4]
+    for start in range(0, n, 5000):
+        col.add(
+            ids=[f"r{i}" for i in range(start, start + 5000)],
+            embeddings=x[start : start + 5000],
+            metadatas=[{"cat": str(cats[i]), "i": i} for i in range(start, start + 5000)],
+        )
+    col.delete(ids=[f"r{i}" for i in range(0, 1000)])
+    col.wait_for_index()
+    manifest = col._engine.snapshot().manifest
+    assert {f.index for f in manifest.fragments} - {None} and all(f.index for f in manifest.fragments)
+    assert len({f.index for f in manifest.fragments}) == 1  # one index over every fragment
+    alive = np.arange(1000, n)
+    queries = clustered(50, dim, seed=7)
+    k = 10
+    for where, keep in [
+        (None, alive),
+        ({"cat": "red"}, alive[cats[alive] == "red"]),
+        ({"i": {"$lt": 1200}}, alive[alive < 1200]),
+    ]:
+        res = col.query(query_embeddings=queries, n_results=k, where=where, include=["distances"])
+        order, _ = brute_force(space, queries, x[keep], k)
+        truth = [set(f"r{i}" for i in keep[o]) for o in order]
+        recall = np.mean([len(set(r) & t) / k for r, t in zip(res["ids"], truth)])
+        assert recall >= 0.95, (where, recall)
+        for ids, dists, q in zip(res["ids"], res["distances"], queries):
+            rows = np.array([int(i[1:]) for i in ids])
+            assert set(rows) <= set(keep.tolist())  # never a deleted or filtered-out row
+            _, exact = brute_force(space, q[None], x[rows], len(rows))
+            np.testing.assert_allclose(sorted(dists), exact[0], rtol=1e-4, atol=1e-4)  # exact distances
+
+
+def test_query_sees_updates_and_deletes(collection):
+    collection.add(ids=["a", "b", "c"], embeddings=[[0, 0], [10, 10], [20, 20]])
+    collection.wait_for_index()
+    collection.update(ids=["c"], embeddings=[[0.5, 0.5]])
+    collection.delete(ids=["a"])
+    res = collection.query(query_embeddings=[[0, 0]], n_results=3)
+    assert res["ids"] == [["c", "b"]]
+    assert res["distances"][0] == pytest.approx([0.5, 200.0])
+
+
+def test_query_edge_cases(collection):
+    empty = collection.query(query_embeddings=[[1, 2]], n_results=3)
+    assert empty["ids"] == [[]] and empty["distances"] == [[]]
+    collection.add(
+        ids=["a", "b"], embeddings=[[1, 2], [3, 4]], documents=["x", "y"], metadatas=[{"k": 1}, {"k": 2}]
+    )
+    res = collection.query(query_embeddings=[1, 2], n_results=10)
+    assert res["ids"] == [["a", "b"]] and res["documents"] == [["x", "y"]]
+    assert set(res) == {
+        "ids",
+        "embeddings",
+        "documents",
+        "uris",
+        "data",
+        "metadatas",
+        "distances",
+        "included",
+    }
+    assert res["included"] == ["metadatas", "documents", "distances"]
+    with pytest.raises(TypeError):
+        collection.query(query_embeddings=[[1, 2]], n_results=0)
+    with pytest.raises(InvalidArgumentError):
+        collection.query(query_embeddings=[[1, 2]], n_results=-1)
+    with pytest.raises(InvalidArgumentError):
+        collection.query(query_embeddings=[[1, 2, 3]])
+    with pytest.raises(ValueError):
+        collection.query()
+    with pytest.raises(ValueError):
+        collection.query(query_embeddings=[[1, 2]], where={"k": {"$gt": "a"}})
+    with_ids = collection.query(query_embeddings=[[0, 0]], ids=["b", "missing"], include=["embeddings"])
+    assert with_ids["ids"] == [["b"]]
+    np.testing.assert_array_equal(with_ids["embeddings"][0], [[3, 4]])
+    assert collection.query(query_embeddings=[[0, 0]], where={"k": 5})["ids"] == [[]]
+
+
+def test_query_texts_use_the_embedding_function(client):
+    col = client.create_collection(
+        "texts", embedding_function=lambda input: [[float(len(t)), 0.0] for t in input]
+    )
+    col.add(ids=["short", "long"], documents=["ab", "abcdefgh"])
+    assert col.query(query_texts=["abcdefg"], n_results=1)["ids"] == [["long"]]
+    assert col.query(query_texts="a", n_results=1)["ids"] == [["short"]]
+
+
+def test_search_ef_is_mutable_but_space_is_not(client):
+    col = client.create_collection(
+        "conf", metadata={"hnsw:space": "cosine", "hnsw:search_ef": 50}, embedding_function=None
+    )
+    assert col.configuration["hnsw"]["ef_search"] == 50
+    col.modify(configuration={"hnsw": {"ef_search": 300}})
+    assert col.configuration["hnsw"]["ef_search"] == 300
+    for bad in ({"space": "l2"}, {"max_neighbors": 8}, {"ef_construction": 10}):
+        with pytest.raises(InvalidArgumentError):
+            col.modify(configuration={"hnsw": bad})
+
+
+rows = st.lists(
+    st.tuples(s.metadata, st.lists(st.integers(-4, 4), min_size=3, max_size=3)), min_size=1, max_size=60
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=rows,
+    where=st.one_of(st.none(), s.where),
+    k=st.integers(1, 8),
+    space=st.sampled_from(["l2", "cosine", "ip"]),
+    chunk=st.integers(1, 20),
+    index=st.booleans(),
+)
+def test_many_fragments_same_as_one(data, where, k, space, chunk, index):
+    """Many small adds give the same results as one big add, and both equal brute force."""
+    vectors = np.array([v for _, v in data], dtype=np.float32)
+    if space == "cosine":
+        vectors[np.linalg.norm(vectors, axis=1) == 0] = 1.0
+    metas = [m for m, _ in data]
+    ids = [f"r{i}" for i in range(len(data))]
+    config = {"hnsw": {"space": space}}
+    one = lakevec.EphemeralClient().create_collection("one", configuration=config, embedding_function=None)
+    many = lakevec.EphemeralClient().create_collection("many", configuration=config, embedding_function=None)
+    one.add(ids=ids, embeddings=vectors, metadatas=metas)
+    for start in range(0, len(ids), chunk):
+        many.add(
+            ids=ids[start : start + chunk],
+            embeddings=vectors[start : start + chunk],
+            metadatas=metas[start : start + chunk],
+        )
+    if index:
+        many.wait_for_index()
+    query = np.array([[1.0, -2.0, 0.5]], dtype=np.float32)
+    keep = np.array([where is None or match_where(m, where) for m in metas])
+    expected_dist = brute_force(space, query, vectors[keep], k)[1][0] if keep.any() else []
+    for col in (one, many):
+        res = col.query(query_embeddings=query, n_results=k, where=where, include=["distances", "metadatas"])
+        assert len(res["ids"][0]) == min(k, int(keep.sum()))
+        np.testing.assert_allclose(res["distances"][0], expected_dist, rtol=1e-4, atol=1e-4)
+        assert all(keep[int(i[1:])] for i in res["ids"][0])
