@@ -243,10 +243,8 @@ class Collection:
                 v.one_to_many(query_texts), len(v.one_to_many(query_texts)), field="query_texts"
             )
             query_embeddings = self._embed(texts, "query")
-        dimension = self._engine.dimension()
-        queries = v.validate_query_embeddings(query_embeddings, dimension)
         return self._engine.query(
-            queries,
+            query_embeddings,
             n_results,
             ids=ids,
             where=where or None,

@@ -27,6 +27,7 @@ from lakevec.read.snapshot import FragmentCache, Snapshot
 from lakevec.write.commit import Written, discard, write_and_commit
 from lakevec.write.index import Indexer
 from lakevec.write.plan import Change, plan_add, plan_delete, plan_upsert
+from lakevec.write.validate import validate_query_embeddings
 
 MAX_ATTEMPTS = 64
 
@@ -167,7 +168,9 @@ class CollectionEngine:
     def query(
         self, queries: np.ndarray, k: int, *, ids, where, where_document, include, hnsw
     ) -> dict[str, Any]:
+        """``queries`` as the caller gave them: checked here against the snapshot's dimension."""
         snap = self.snapshot()
+        queries = validate_query_embeddings(queries, snap.manifest.dimension)
         allowed = self._filters.allowed(snap, self._con, ids, where, where_document)
         hits = search(snap, self._open_indexes(snap), queries, k, allowed, hnsw)
         return query_result(snap, hits, include)

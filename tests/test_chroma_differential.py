@@ -122,3 +122,35 @@ def test_same_results_as_chroma(chroma_client, ops):
     assert mine["documents"] == final["documents"]
     if final["ids"]:
         np.testing.assert_array_equal(mine["embeddings"], final["embeddings"])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(
+    data=st.lists(st.tuples(s.metadata, st.lists(st.floats(-4, 4, width=32), min_size=3, max_size=3)), min_size=1, max_size=40),
+    queries=st.lists(st.lists(st.floats(-4, 4, width=32), min_size=3, max_size=3), min_size=1, max_size=3),
+    where=st.one_of(st.none(), s.where),
+    k=st.integers(1, 10),
+    space=st.sampled_from(["l2", "cosine", "ip"]),
+)
+def test_query_same_as_chroma(chroma_client, data, queries, where, k, space):
+    """On small collections Chroma's HNSW is exact: same neighbours, same distances."""
+    vectors = np.array([v for _, v in data], dtype=np.float32)
+    if space == "cosine":
+        vectors[np.linalg.norm(vectors, axis=1) < 1e-3] = 1.0
+        queries = [q if np.linalg.norm(q) > 1e-3 else [1.0, 0.0, 0.0] for q in queries]
+    chroma_client.reset()
+    config = {"hnsw": {"space": space}}
+    theirs = chroma_client.create_collection("q-diff", configuration=config, embedding_function=None)
+    ours = lakevec.EphemeralClient().create_collection("q-diff", configuration=config, embedding_function=None)
+    kwargs = {"ids": [f"r{i}" for i in range(len(data))], "embeddings": vectors, "metadatas": [m for m, _ in data]}
+    theirs.add(**kwargs)
+    ours.add(**kwargs)
+    expected = theirs.query(query_embeddings=queries, n_results=k, where=where, include=["distances"])
+    got = ours.query(query_embeddings=queries, n_results=k, where=where, include=["distances"])
+    for their_ids, their_d, my_ids, my_d in zip(expected["ids"], expected["distances"], got["ids"], got["distances"]):
+        assert len(my_ids) == len(their_ids)
+        np.testing.assert_allclose(my_d, their_d, rtol=1e-3, atol=1e-3)
+        # ids must agree wherever the distance is not tied with a neighbour
+        for i, (a, b) in enumerate(zip(my_ids, their_ids)):
+            ties = [j for j in range(len(their_d)) if abs(their_d[j] - their_d[i]) < 1e-3]
+            assert a == b or len(ties) > 1 or i == len(their_ids) - 1

@@ -12,23 +12,30 @@ import numpy as np
 from usearch.index import Index
 
 from lakevec.read.rows import metadata_dicts, select
-from lakevec.read.search import Hits, exact_search, groups_of, hnsw_search, positions_of, prefer_exact
+from lakevec.read.search import Hits, exact_search, hnsw_search, positions_of, prefer_exact
 from lakevec.read.snapshot import Snapshot
+
+
+class Allowed:
+    """Rows a query may return: a bitmap over positions and its count per fragment."""
+
+    def __init__(self, mask: np.ndarray, per_fragment: np.ndarray) -> None:
+        self.mask = mask
+        self.per_fragment = per_fragment
 
 
 class FilterCache:
     """Row bitmaps (live and passing the filter) per snapshot version and filter."""
 
     def __init__(self, size: int = 16) -> None:
-        self._items: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._items: OrderedDict[tuple, Allowed] = OrderedDict()
         self._size = size
         self._lock = threading.Lock()
 
-    def allowed(
-        self, snap: Snapshot, con: duckdb.DuckDBPyConnection, ids, where, where_document
-    ) -> np.ndarray:
+    def allowed(self, snap: Snapshot, con: duckdb.DuckDBPyConnection, ids, where, where_document) -> Allowed:
         if ids is None and not where and not where_document:
-            return snap.live
+            live = np.array([e.live_rows for e in snap.manifest.fragments], dtype=np.int64)
+            return Allowed(snap.live, live)
         key = (
             snap.version,
             None if ids is None else tuple(ids),
@@ -36,18 +43,20 @@ class FilterCache:
             json.dumps(where_document, sort_keys=True),
         )
         with self._lock:
-            mask = self._items.get(key)
-            if mask is not None:
+            cached = self._items.get(key)
+            if cached is not None:
                 self._items.move_to_end(key)
-                return mask
+                return cached
         positions = select(snap, con, ids=ids, where=where, where_document=where_document, ordered=False)
         mask = np.zeros(len(snap.live), dtype=bool)
         mask[positions] = True
+        counts = np.bincount(snap.locate(positions)[0], minlength=len(snap.fragments))
+        allowed = Allowed(mask, counts)
         with self._lock:
-            self._items[key] = mask
+            self._items[key] = allowed
             while len(self._items) > self._size:
                 self._items.popitem(last=False)
-        return mask
+        return allowed
 
 
 def search(
@@ -55,26 +64,25 @@ def search(
     indexes: dict[str, Index],
     queries: np.ndarray,
     k: int,
-    allowed: np.ndarray,
+    allowed: Allowed,
     hnsw: dict[str, Any],
 ) -> Hits:
     """The k nearest allowed rows for each query, across every index and the unindexed tail."""
     space, ef, dim = hnsw["space"], hnsw["ef_search"], queries.shape[1]
-    groups, tail = groups_of(snap)
+    groups, tail = snap.search_groups
     parts: list[Hits] = []
-    exact_positions = [positions_of(snap, tail)]
+    exact_fragments = [i for i in tail if allowed.per_fragment[i]]
     for group in groups:
-        group_pos = positions_of(snap, group.fragments)
-        matching = int(allowed[group_pos].sum())
+        matching = int(allowed.per_fragment[group.fragments].sum())
         if matching == 0:
             continue
         index = indexes.get(group.path)
         if index is None or prefer_exact(matching, len(index), k, dim, ef):
-            exact_positions.append(group_pos)
+            exact_fragments += [i for i in group.fragments if allowed.per_fragment[i]]
         else:
-            parts.append(hnsw_search(snap, space, index, group, queries, k, allowed, matching, ef))
-    exact = np.concatenate(exact_positions)
-    exact = exact[allowed[exact]]
+            parts.append(hnsw_search(snap, space, index, group, queries, k, allowed.mask, matching, ef))
+    exact = positions_of(snap, exact_fragments)
+    exact = exact[allowed.mask[exact]]
     if len(exact):
         parts.append(exact_search(snap, space, queries, exact, k))
     if not parts:
@@ -94,7 +102,10 @@ def query_result(snap: Snapshot, hits: Hits, include: list[str]) -> dict[str, An
     valid = (hits.positions >= 0) & np.isfinite(hits.distances)
     counts = valid.sum(axis=1)
     flat = hits.positions[valid]
-    sub = snap.take(flat)
+    columns = ["id"] + [c for c, name in (("document", "documents"), ("uri", "uris")) if name in include]
+    if "metadatas" in include:
+        columns += snap.metadata_columns()
+    sub = snap.take(flat, columns)
     splits = np.cumsum(counts)[:-1]
 
     def per_query(values: list) -> list[list]:

@@ -96,7 +96,8 @@ def rerank(snap: Snapshot, space: str, queries: np.ndarray, hits: Hits) -> Hits:
     vectors = snap.embeddings(safe.reshape(-1)).reshape(*safe.shape, -1)
     dist = np.where(valid, pair_distances(space, queries, vectors), np.inf)
     order = np.argsort(dist, axis=1, kind="stable")
-    return Hits(np.take_along_axis(hits.positions, order, axis=1), np.take_along_axis(dist, order, axis=1))
+    rows = np.arange(len(order))[:, None]
+    return Hits(hits.positions[rows, order], dist[rows, order])
 
 
 @dataclass

@@ -206,16 +206,36 @@ class Snapshot:
         """Positions of the live rows in insertion order (Chroma's order for ``get``)."""
         return self.in_order(np.flatnonzero(self.live))
 
+    @cached_property
+    def search_groups(self):
+        """Index groups and the unindexed tail (see :func:`lakevec.read.search.groups_of`)."""
+        from lakevec.read.search import groups_of
+
+        return groups_of(self)
+
     def in_order(self, positions: np.ndarray) -> np.ndarray:
         seq = self.seq[positions]
         if len(seq) > 1 and not np.all(seq[1:] > seq[:-1]):
             positions = positions[np.argsort(seq, kind="stable")]
         return positions
 
-    def take(self, positions: np.ndarray) -> pa.Table:
-        return self.rows.take(pa.array(positions, type=pa.int64()))
+    def take(self, positions: np.ndarray, columns: list[str] | None = None) -> pa.Table:
+        """Rows at ``positions`` (in that order); only ``columns`` of the row view if given."""
+        rows = self.rows if columns is None else self.rows.select(columns)
+        if len(positions) <= 64:  # a few winners: slice each row, cheaper than a chunked take
+            return (
+                pa.concat_tables([rows.slice(int(p), 1) for p in positions])
+                if len(positions)
+                else rows.slice(0, 0)
+            )
+        return rows.take(pa.array(positions, type=pa.int64()))
+
+    def metadata_columns(self) -> list[str]:
+        return [META_PREFIX + f.name for f in self.manifest.fields]
 
     def embeddings(self, positions: np.ndarray) -> np.ndarray:
+        if len(self.fragments) == 1:
+            return self.fragments[0].embeddings[positions]
         frag, rows = self.locate(positions)
         dim = self.manifest.dimension or 0
         out = np.empty((len(positions), dim), dtype=np.float32)

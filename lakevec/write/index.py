@@ -9,9 +9,11 @@ collection is searched through one index per ``GROUP_MAX_ROWS`` rows, whatever i
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import threading
 import uuid
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -39,6 +41,24 @@ def new_index(dim: int, hnsw: dict[str, Any]) -> Index:
     )
 
 
+_RUNNING: weakref.WeakSet[Indexer] = weakref.WeakSet()
+
+
+class _Stopped(Exception):
+    """The process is exiting: a fold in progress is abandoned (nothing was committed)."""
+
+
+@atexit.register
+def _stop_all() -> None:
+    """Stop background folds before the interpreter goes away under usearch's native threads."""
+    indexers = list(_RUNNING)
+    for indexer in indexers:
+        indexer.stop()
+    for indexer in indexers:
+        if indexer._thread is not None:
+            indexer._thread.join(timeout=30)
+
+
 @dataclasses.dataclass
 class _Head:
     """The index the indexer last wrote, kept in memory so extending it costs no reload."""
@@ -57,24 +77,36 @@ class Indexer:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._head: _Head | None = None
+        self._stopping = False
         self.last_error: BaseException | None = None
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
 
     # -- scheduling ----------------------------------------------------------------------
     def notify(self) -> None:
         """Called after every commit: the background thread decides whether to fold."""
+        if self._stopping:
+            return
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="lakevec-indexer", daemon=True)
+            _RUNNING.add(self)
             self._thread.start()
         self._wake.set()
 
     def _run(self) -> None:
-        while True:
+        while not self._stopping:
             self._wake.wait()
             self._wake.clear()
+            if self._stopping:
+                return
             try:
                 while self.fold(force=False):
                     pass
                 self.last_error = None
+            except _Stopped:
+                return
             except BaseException as exc:  # keep serving; wait_for_index reports it
                 self.last_error = exc
 
@@ -114,7 +146,9 @@ class Indexer:
             if snap.dead[i] is not None:
                 rows = np.setdiff1d(rows, snap.dead[i])
             vectors = np.ascontiguousarray(frag.embeddings[rows])
-            head.index.add(key + rows, vectors, threads=0)
+            head.index.add(key + rows, vectors, threads=0, progress=self._keep_going)
+            if self._stopping:
+                raise _Stopped
             bases[entry.id] = key
             key += entry.rows
         relative = f"index/{uuid.uuid4().hex}.usearch"
@@ -135,6 +169,11 @@ class Indexer:
         self.engine.commit_transform(point)
         self._head = _Head(relative, head.index, key)
         return True
+
+    def _keep_going(self, done, total):  # usearch checks these annotations as real types
+        return not self._stopping
+
+    _keep_going.__annotations__ = {"done": int, "total": int, "return": bool}
 
     def _open_head(self, path: str | None, dim: int, hnsw: dict[str, Any]) -> _Head:
         if path is None:
