@@ -47,7 +47,7 @@ def _leaf():
             lambda k, op, v: {k: {op: v}},
             key,
             st.sampled_from(["$contains", "$not_contains"]),
-            st.one_of(scalar_str, scalar_int, st.booleans()),
+            st.one_of(scalar_str, scalar_int, scalar_float, st.booleans()),
         ),
     )
 

@@ -9,7 +9,7 @@ import chromadb
 import chromadb.errors
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import lakevec
@@ -69,6 +69,16 @@ operation = st.one_of(
 )
 
 
+def _fractional(value) -> bool:
+    """A float with a fraction in a filter: Chroma truncates it against int values (#7491); we
+    compare exactly, so such filters are outside the differential test."""
+    if isinstance(value, dict):
+        return any(_fractional(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_fractional(v) for v in value)
+    return isinstance(value, float) and not value.is_integer()
+
+
 @pytest.fixture(scope="module")
 def chroma_client():
     # one client for the module (they are slow to start); reset between examples, because
@@ -102,6 +112,11 @@ def _call(col, op, kwargs):
 )
 @given(ops=st.lists(operation, min_size=1, max_size=12))
 def test_same_results_as_chroma(chroma_client, ops):
+    assume(not any(_fractional(kwargs.get("where")) for _, kwargs in ops))
+    # Chroma fixes the dimension on an update of missing ids in an empty collection; we fix it
+    # with the first row written (a documented difference)
+    first_write = next((op for op, _ in ops if op in ("add", "upsert", "update")), None)
+    assume(first_write != "update")
     chroma_client.reset()
     name = f"diff-{uuid.uuid4().hex[:10]}"
     theirs = chroma_client.create_collection(name, embedding_function=None)
@@ -120,13 +135,23 @@ def test_same_results_as_chroma(chroma_client, ops):
     mine = ours.get(include=["metadatas", "documents", "embeddings"])
     assert mine["ids"] == final["ids"] and mine["metadatas"] == final["metadatas"]
     assert mine["documents"] == final["documents"]
-    if final["ids"]:
+    # chromadb 1.5.9 keeps the vectors of an update to missing ids and shows them once those
+    # ids are added later (a bug); compare embeddings only where no such update happened
+    if final["ids"] and not any(op == "update" for op, _ in ops):
         np.testing.assert_array_equal(mine["embeddings"], final["embeddings"])
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(
-    data=st.lists(st.tuples(s.metadata, st.lists(st.floats(-4, 4, width=32), min_size=3, max_size=3)), min_size=1, max_size=40),
+    data=st.lists(
+        st.tuples(s.metadata, st.lists(st.floats(-4, 4, width=32), min_size=3, max_size=3)),
+        min_size=1,
+        max_size=40,
+    ),
     queries=st.lists(st.lists(st.floats(-4, 4, width=32), min_size=3, max_size=3), min_size=1, max_size=3),
     where=st.one_of(st.none(), s.where),
     k=st.integers(1, 10),
@@ -134,6 +159,7 @@ def test_same_results_as_chroma(chroma_client, ops):
 )
 def test_query_same_as_chroma(chroma_client, data, queries, where, k, space):
     """On small collections Chroma's HNSW is exact: same neighbours, same distances."""
+    assume(not _fractional(where))
     vectors = np.array([v for _, v in data], dtype=np.float32)
     if space == "cosine":
         vectors[np.linalg.norm(vectors, axis=1) < 1e-3] = 1.0
@@ -141,13 +167,21 @@ def test_query_same_as_chroma(chroma_client, data, queries, where, k, space):
     chroma_client.reset()
     config = {"hnsw": {"space": space}}
     theirs = chroma_client.create_collection("q-diff", configuration=config, embedding_function=None)
-    ours = lakevec.EphemeralClient().create_collection("q-diff", configuration=config, embedding_function=None)
-    kwargs = {"ids": [f"r{i}" for i in range(len(data))], "embeddings": vectors, "metadatas": [m for m, _ in data]}
+    ours = lakevec.EphemeralClient().create_collection(
+        "q-diff", configuration=config, embedding_function=None
+    )
+    kwargs = {
+        "ids": [f"r{i}" for i in range(len(data))],
+        "embeddings": vectors,
+        "metadatas": [m for m, _ in data],
+    }
     theirs.add(**kwargs)
     ours.add(**kwargs)
     expected = theirs.query(query_embeddings=queries, n_results=k, where=where, include=["distances"])
     got = ours.query(query_embeddings=queries, n_results=k, where=where, include=["distances"])
-    for their_ids, their_d, my_ids, my_d in zip(expected["ids"], expected["distances"], got["ids"], got["distances"]):
+    for their_ids, their_d, my_ids, my_d in zip(
+        expected["ids"], expected["distances"], got["ids"], got["distances"]
+    ):
         assert len(my_ids) == len(their_ids)
         np.testing.assert_allclose(my_d, their_d, rtol=1e-3, atol=1e-3)
         # ids must agree wherever the distance is not tied with a neighbour

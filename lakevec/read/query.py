@@ -11,6 +11,7 @@ import duckdb
 import numpy as np
 from usearch.index import Index
 
+from lakevec.read.mask import where_mask
 from lakevec.read.rows import metadata_dicts, select
 from lakevec.read.search import Hits, exact_search, hnsw_search, positions_of, prefer_exact
 from lakevec.read.snapshot import Snapshot
@@ -47,9 +48,13 @@ class FilterCache:
             if cached is not None:
                 self._items.move_to_end(key)
                 return cached
-        positions = select(snap, con, ids=ids, where=where, where_document=where_document, ordered=False)
-        mask = np.zeros(len(snap.live), dtype=bool)
-        mask[positions] = True
+        if ids is None and not where_document:
+            mask = where_mask(snap.rows, snap.manifest.fields, where) & snap.live
+            positions = np.flatnonzero(mask)
+        else:
+            positions = select(snap, con, ids=ids, where=where, where_document=where_document, ordered=False)
+            mask = np.zeros(len(snap.live), dtype=bool)
+            mask[positions] = True
         counts = np.bincount(snap.locate(positions)[0], minlength=len(snap.fragments))
         allowed = Allowed(mask, counts)
         with self._lock:
