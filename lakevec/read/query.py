@@ -12,7 +12,7 @@ import numpy as np
 from usearch.index import Index
 
 from lakevec.read.mask import where_mask
-from lakevec.read.rows import metadata_dicts, select
+from lakevec.read.rows import dicts_from_columns, select
 from lakevec.read.search import Hits, exact_search, hnsw_search, positions_of, prefer_exact
 from lakevec.read.snapshot import Snapshot
 
@@ -49,7 +49,7 @@ class FilterCache:
                 self._items.move_to_end(key)
                 return cached
         if ids is None and not where_document:
-            mask = where_mask(snap.rows, snap.manifest.fields, where) & snap.live
+            mask = where_mask(snap.metadata_table, snap.manifest.fields, where) & snap.live
             positions = np.flatnonzero(mask)
         else:
             positions = select(snap, con, ids=ids, where=where, where_document=where_document, ordered=False)
@@ -110,13 +110,13 @@ def query_result(snap: Snapshot, hits: Hits, include: list[str]) -> dict[str, An
     columns = ["id"] + [c for c, name in (("document", "documents"), ("uri", "uris")) if name in include]
     if "metadatas" in include:
         columns += snap.metadata_columns()
-    sub = snap.take(flat, columns)
+    values = snap.values(flat, columns)
     splits = np.cumsum(counts)[:-1]
 
-    def per_query(values: list) -> list[list]:
+    def per_query(items: list) -> list[list]:
         out, start = [], 0
         for n in counts:
-            out.append(values[start : start + n])
+            out.append(items[start : start + n])
             start += n
         return out
 
@@ -128,13 +128,15 @@ def query_result(snap: Snapshot, hits: Hits, include: list[str]) -> dict[str, An
             else [np.zeros((0, snap.manifest.dimension or 0), np.float32) for _ in counts]
         )
     return {
-        "ids": per_query(sub.column("id").to_pylist()),
+        "ids": per_query(values["id"]),
         "embeddings": embeddings,
-        "documents": per_query(sub.column("document").to_pylist()) if "documents" in include else None,
-        "uris": per_query(sub.column("uri").to_pylist()) if "uris" in include else None,
+        "documents": per_query(values["document"]) if "documents" in include else None,
+        "uris": per_query(values["uri"]) if "uris" in include else None,
         "included": list(include),
         "data": None,
-        "metadatas": per_query(metadata_dicts(sub, snap.manifest.fields)) if "metadatas" in include else None,
+        "metadatas": per_query(dicts_from_columns(values, snap.manifest.fields, len(flat)))
+        if "metadatas" in include
+        else None,
         "distances": per_query(hits.distances[valid].astype(float).tolist())
         if "distances" in include
         else None,

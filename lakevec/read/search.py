@@ -166,35 +166,31 @@ def hnsw_search(
     total = len(index)
     nq = len(queries)
     count = min(total, max(k, math.ceil(k * OVERSAMPLE * total / max(matching, 1))))
+    want = min(k, matching)
     keep = min(RERANK * k, max(k, count))
-    positions = np.full((nq, keep), -1, dtype=np.int64)
-    pending = np.arange(nq)
-    while len(pending):
-        index.expansion_search = max(ef, count)
-        matches = index.search(queries[pending], count, threads=0)
+    candidates: list[np.ndarray | None] = [None] * nq
+    pending = list(range(nq))
+    while pending:
+        if index.expansion_search != max(ef, count):
+            index.expansion_search = max(ef, count)
+        # one query: no thread pool (its start-up costs more than the search)
+        matches = index.search(queries[pending], count, threads=1 if len(pending) == 1 else 0)
         keys = np.asarray(matches.keys, dtype=np.int64).reshape(len(pending), -1)
-        found = (
-            np.asarray(matches.counts).reshape(-1)
-            if hasattr(matches, "counts")
-            else np.full(1, keys.shape[1])
-        )
-        cols = np.arange(keys.shape[1])[None, :]
-        pos = keys_to_positions(group, keys)
-        pos = np.where(cols < found[:, None], pos, -1)
-        ok = pos >= 0
-        ok[ok] = allowed[pos[ok]]
-        # keep the first `keep` accepted candidates of each query, in the index's order
-        rank = np.cumsum(ok, axis=1) - 1
-        take = ok & (rank < keep)
-        q_idx, c_idx = np.nonzero(take)
-        positions[pending[q_idx], rank[q_idx, c_idx]] = pos[q_idx, c_idx]
-        enough = ok.sum(axis=1) >= min(k, matching)
-        if count >= total:
-            break
-        pending = pending[~enough]
+        counts = np.asarray(matches.counts).reshape(-1) if hasattr(matches, "counts") else [keys.shape[1]]
+        still = []
+        for row, (q, n) in enumerate(zip(pending, counts)):
+            pos = keys_to_positions(group, keys[row, :n])
+            pos = pos[pos >= 0]
+            pos = pos[allowed[pos]]
+            candidates[q] = pos[:keep]
+            if len(pos) < want and count < total:
+                still.append(q)
+        pending = still
         count = min(total, count * 4)
-    hits = Hits(positions, np.zeros(positions.shape, dtype=np.float32))
-    hits = rerank(snap, space, queries, hits)
+    positions = np.full((nq, keep), -1, dtype=np.int64)
+    for q, pos in enumerate(candidates):
+        positions[q, : len(pos)] = pos
+    hits = rerank(snap, space, queries, Hits(positions, np.zeros(positions.shape, dtype=np.float32)))
     return Hits(hits.positions[:, :k], hits.distances[:, :k])
 
 

@@ -230,15 +230,48 @@ class Snapshot:
             )
         return rows.take(pa.array(positions, type=pa.int64()))
 
+    def values(self, positions: np.ndarray, columns: list[str]) -> dict[str, list]:
+        """Python values of some row-view columns at ``positions``. A few rows are read straight
+        from their fragments, so a small query result never builds the concatenated view."""
+        if len(positions) > 64:
+            sub = self.take(positions, columns)
+            return {name: sub.column(name).to_pylist() for name in columns}
+        frag, rows = self.locate(positions)
+        out: dict[str, list] = {name: [] for name in columns}
+        for f, r in zip(frag.tolist(), rows.tolist()):
+            table = self.fragments[f].table
+            for name in columns:
+                if name in table.column_names:
+                    out[name].append(table.column(name)[r].as_py())
+                else:
+                    out[name].append(None)
+        return out
+
+    @cached_property
+    def metadata_table(self) -> pa.Table:
+        """The metadata columns in one chunk each, for the Arrow filter kernels."""
+        return self.rows.select(self.metadata_columns()).combine_chunks()
+
     def metadata_columns(self) -> list[str]:
         return [META_PREFIX + f.name for f in self.manifest.fields]
 
     def embeddings(self, positions: np.ndarray) -> np.ndarray:
         if len(self.fragments) == 1:
             return self.fragments[0].embeddings[positions]
-        frag, rows = self.locate(positions)
         dim = self.manifest.dimension or 0
         out = np.empty((len(positions), dim), dtype=np.float32)
+        if len(positions) > 1 and np.all(positions[1:] >= positions[:-1]):
+            # sorted (filter results): one contiguous run of positions per fragment
+            bounds = np.searchsorted(positions, self.offsets)
+            for i in np.flatnonzero(bounds[1:] > bounds[:-1]):
+                a, b = bounds[i], bounds[i + 1]
+                out[a:b] = self.fragments[i].embeddings[positions[a:b] - self.offsets[i]]
+            return out
+        frag, rows = self.locate(positions)
+        if len(positions) <= 64:  # a few candidates: row by row beats grouping by fragment
+            for j, (f, r) in enumerate(zip(frag.tolist(), rows.tolist())):
+                out[j] = self.fragments[f].embeddings[r]
+            return out
         for i in np.unique(frag):
             sel = frag == i
             out[sel] = self.fragments[i].embeddings[rows[sel]]
