@@ -29,6 +29,7 @@ test: install-test
 
 bench: install-test
 	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/query.py
 
 lint: install-test
 	$(BIN)/ruff check lakevec tests benchmarks

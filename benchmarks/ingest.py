@@ -9,10 +9,6 @@ Writes benchmarks/results/<date>-<machine>-ingest.{json,md}: every figure, versi
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
-import os
-import platform
 import shutil
 import statistics
 import sys
@@ -21,6 +17,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.common import header, write  # noqa: E402
 
 FILTERS = {
     "category == c3 (10%)": {"category": "c3"},
@@ -109,16 +108,6 @@ def run_system(system: str, data, batch: int, get_reps: int) -> dict:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def versions() -> dict:
-    out = {"python": sys.version.split()[0]}
-    for mod in ("lakevec", "chromadb", "pyarrow", "duckdb", "numpy", "polars", "usearch"):
-        try:
-            out[mod] = __import__(mod).__version__
-        except Exception:
-            pass
-    return out
-
-
 def markdown(result: dict) -> str:
     sysres = result["systems"]
     lines = [
@@ -165,29 +154,15 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     data = make_data(args.n, args.dim)
-    result = {
-        "benchmark": "ingest",
-        "date": dt.date.today().isoformat(),
-        "command": " ".join(["python benchmarks/ingest.py", *(argv if argv is not None else sys.argv[1:])]),
-        "n": args.n,
-        "dim": args.dim,
-        "batch": args.batch,
-        "machine": {"node": platform.node(), "cpus": os.cpu_count(), "platform": platform.platform()},
-        "versions": versions(),
-        "systems": {},
-    }
+    result = header("ingest", "ingest.py", argv, n=args.n, dim=args.dim, batch=args.batch)
+    result["systems"] = {}
     for system in args.systems.split(","):
         print(f"running {system} ...", flush=True)
         result["systems"][system] = run_system(system, data, args.batch, args.get_reps)
     s = result["systems"]
     if "lakevec" in s and "chromadb" in s:
         result["ratio_vectors_per_s"] = s["lakevec"]["vectors_per_s"] / s["chromadb"]["vectors_per_s"]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"{result['date']}-{platform.node() or 'machine'}-ingest"
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=2))
-    stem.with_suffix(".md").write_text(markdown(result))
-    print(markdown(result))
+    write(result, args.out, markdown(result))
     return result
 
 

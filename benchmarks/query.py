@@ -13,10 +13,6 @@ Writes benchmarks/results/<date>-<machine>-query.{json,md}.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
-import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -26,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.ingest import versions  # noqa: E402
+from benchmarks.common import header, write  # noqa: E402
 
 CATS = np.array(["red", "green", "blue", "gray"])
 
@@ -84,7 +80,10 @@ class Lakevec:
         self.col.wait_for_index()
 
     def search(self, q, k, where):
-        return [int(i[3:]) for i in self.col.query(query_embeddings=q[None], n_results=k, where=where, include=[])["ids"][0]]
+        return [
+            int(i[3:])
+            for i in self.col.query(query_embeddings=q[None], n_results=k, where=where, include=[])["ids"][0]
+        ]
 
 
 class Chroma(Lakevec):
@@ -114,7 +113,12 @@ class Usearch:
 
     def ingest(self, ids, x, metas, batch):
         self.index = self.Index(
-            ndim=x.shape[1], metric="l2sq", dtype="f32", connectivity=16, expansion_add=100, expansion_search=100
+            ndim=x.shape[1],
+            metric="l2sq",
+            dtype="f32",
+            connectivity=16,
+            expansion_add=100,
+            expansion_search=100,
         )
         self.index.add(np.arange(len(x)), x)
 
@@ -197,7 +201,9 @@ def markdown(result: dict) -> str:
                 if chroma and wl in chroma["workloads"]:
                     parts.append(f"QPS {m['qps'] / chroma['workloads'][wl]['qps']:.1f}x chromadb")
                 if raw and wl in raw["workloads"]:
-                    parts.append(f"p50 latency {m['p50_ms'] / raw['workloads'][wl]['p50_ms']:.2f}x raw usearch")
+                    parts.append(
+                        f"p50 latency {m['p50_ms'] / raw['workloads'][wl]['p50_ms']:.2f}x raw usearch"
+                    )
                 if parts:
                     lines.append(f"- {wl}: " + ", ".join(parts))
             if chroma:
@@ -208,7 +214,9 @@ def markdown(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--k", type=int, default=10)
@@ -219,19 +227,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--systems", default="lakevec,chromadb,usearch")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args(argv)
-    result = {
-        "benchmark": "query",
-        "date": dt.date.today().isoformat(),
-        "command": " ".join(["python benchmarks/query.py", *(argv if argv is not None else sys.argv[1:])]),
-        "n": args.n,
-        "dim": args.dim,
-        "k": args.k,
-        "queries": args.queries,
-        "reps": args.reps,
-        "machine": {"node": platform.node(), "cpus": os.cpu_count(), "platform": platform.platform()},
-        "versions": versions(),
-        "datasets": {},
-    }
+    result = header(
+        "query", "query.py", argv, n=args.n, dim=args.dim, k=args.k, queries=args.queries, reps=args.reps
+    )
+    result["datasets"] = {}
     for ds in args.datasets.split(","):
         x = embeddings(args.n, args.dim, ds, seed=0)
         queries = embeddings(args.queries, args.dim, ds, seed=1)
@@ -240,12 +239,7 @@ def main(argv: list[str] | None = None) -> dict:
         for name in args.systems.split(","):
             print(f"{ds}: {name} ...", flush=True)
             result["datasets"][ds][name] = run(SYSTEMS[name], x, queries, work, args.k, args.batch, args.reps)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"{result['date']}-{platform.node() or 'machine'}-query"
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=2))
-    stem.with_suffix(".md").write_text(markdown(result))
-    print(markdown(result))
+    write(result, args.out, markdown(result))
     return result
 
 

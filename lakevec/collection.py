@@ -170,12 +170,7 @@ class Collection:
             raise InvalidArgumentError(
                 "At least one of ids, where, or where_document must be provided in delete."
             )
-        if ids is not None:
-            ids = v.validate_ids(ids)
-        if where is not None:
-            v.validate_where(where)
-        if where_document is not None:
-            v.validate_where_document(where_document)
+        ids = v.validate_filters(ids, where, where_document)
         self._client._check_exists(self)
         return {"deleted": self._engine.delete(ids=ids, where=where, where_document=where_document)}
 
@@ -189,12 +184,7 @@ class Collection:
         include: Any = None,
     ) -> GetResult:
         """Rows by id and/or filter, in insertion order, like Chroma's ``get``."""
-        if ids is not None:
-            ids = v.validate_ids(ids)
-        if where is not None:
-            v.validate_where(where)
-        if where_document is not None:
-            v.validate_where_document(where_document)
+        ids = v.validate_filters(ids, where, where_document)
         include = v.validate_include(_GET_DEFAULT if include is None else include, allow_distances=False)
         if "data" in include:
             raise InvalidArgumentError("You must set a data loader on the collection if loading from URIs.")
@@ -232,12 +222,7 @@ class Collection:
         include = v.validate_include(_QUERY_DEFAULT if include is None else include, allow_distances=True)
         if "data" in include:
             raise InvalidArgumentError("You must set a data loader on the collection if loading from URIs.")
-        if ids is not None:
-            ids = v.validate_ids(ids)
-        if where is not None:
-            v.validate_where(where)
-        if where_document is not None:
-            v.validate_where_document(where_document)
+        ids = v.validate_filters(ids, where, where_document)
         if query_texts is not None:
             texts = v.validate_documents(
                 v.one_to_many(query_texts), len(v.one_to_many(query_texts)), field="query_texts"

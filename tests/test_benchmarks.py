@@ -30,3 +30,28 @@ def test_ingest_benchmark_smoke(tmp_path):
     assert files == [".json", ".md"]
     saved = json.loads(next(tmp_path.glob("*.json")).read_text())
     assert saved["command"].startswith("python benchmarks/ingest.py --n 600")
+
+
+def test_query_benchmark_smoke(tmp_path):
+    from benchmarks import query
+
+    result = query.main(
+        [
+            "--n",
+            "800",
+            "--dim",
+            "8",
+            "--queries",
+            "5",
+            "--reps",
+            "1",
+            "--systems",
+            "lakevec,usearch",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    lake = result["datasets"]["clustered"]["lakevec"]["workloads"]
+    assert set(lake) == {"unfiltered", "filter 25% (cat == red)", "filter 1% (i range)"}
+    assert all(0 <= w["recall_at_10"] <= 1 for w in lake.values())
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json", ".md"]

@@ -214,3 +214,40 @@ def test_many_fragments_same_as_one(data, where, k, space, chunk, index):
         assert len(res["ids"][0]) == min(k, int(keep.sum()))
         np.testing.assert_allclose(res["distances"][0], expected_dist, rtol=1e-4, atol=1e-4)
         assert all(keep[int(i[1:])] for i in res["ids"][0])
+
+
+def test_indexes_persist_and_reopen(tmp_path):
+    root = str(tmp_path / "root")
+    col = lakevec.PersistentClient(root).create_collection("persist", embedding_function=None)
+    x = clustered(6000, 16)
+    for start in range(0, 6000, 2000):
+        col.add(ids=[f"r{i}" for i in range(start, start + 2000)], embeddings=x[start : start + 2000])
+    col.wait_for_index()
+    queries = clustered(5, 16, seed=4)
+    before = col.query(query_embeddings=queries, n_results=5)
+    again = lakevec.PersistentClient(root).get_collection("persist", embedding_function=None)
+    manifest = again._engine.snapshot().manifest
+    assert all(f.index for f in manifest.fragments)
+    after = again.query(query_embeddings=queries, n_results=5)
+    assert after["ids"] == before["ids"]
+    assert list(again._engine._indexes)  # the stored index was opened, not rebuilt
+
+
+def test_process_exits_cleanly_while_indexing(tmp_path):
+    """The background indexer must not crash the interpreter at exit (usearch native threads)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np, lakevec\n"
+        f"col = lakevec.PersistentClient({str(tmp_path)!r}).create_collection('exit', embedding_function=None)\n"
+        "x = np.random.default_rng(0).standard_normal((30000, 32)).astype('float32')\n"
+        "for s in range(0, 30000, 5000):\n"
+        "    col.add(ids=[f'r{i}' for i in range(s, s + 5000)], embeddings=x[s:s + 5000])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    col = lakevec.PersistentClient(str(tmp_path)).get_collection("exit", embedding_function=None)
+    assert col.count() == 30000
+    col.wait_for_index()
+    assert col.query(query_embeddings=np.zeros(32), n_results=3)["ids"][0]

@@ -320,6 +320,15 @@ def _check_regex(pattern: str) -> None:
         cur.close()
 
 
+def validate_filters(ids: Any, where: Any, where_document: Any) -> list[str] | None:
+    """The three ways a call selects rows; returns the normalized ids (or None)."""
+    if where is not None:
+        validate_where(where)
+    if where_document is not None:
+        validate_where_document(where_document)
+    return None if ids is None else validate_ids(ids)
+
+
 def validate_include(include: Any, *, allow_distances: bool) -> list[str]:
     if not isinstance(include, (list, tuple)):
         raise InvalidArgumentError(f"Expected include to be a list, got {include}")

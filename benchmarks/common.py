@@ -1,0 +1,42 @@
+"""What every benchmark writes: its command, the machine, library versions, result files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def versions() -> dict:
+    out = {"python": sys.version.split()[0]}
+    for mod in ("lakevec", "chromadb", "pyarrow", "duckdb", "numpy", "polars", "usearch"):
+        try:
+            out[mod] = __import__(mod).__version__
+        except Exception:
+            pass
+    return out
+
+
+def header(benchmark: str, script: str, argv: list[str] | None, **settings: Any) -> dict:
+    return {
+        "benchmark": benchmark,
+        "date": dt.date.today().isoformat(),
+        "command": " ".join([f"python benchmarks/{script}", *(argv if argv is not None else sys.argv[1:])]),
+        **settings,
+        "machine": {"node": platform.node(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "versions": versions(),
+    }
+
+
+def write(result: dict, out: str, markdown: str) -> None:
+    """``<out>/<date>-<machine>-<benchmark>.{json,md}``, and the table on stdout."""
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = folder / f"{result['date']}-{platform.node() or 'machine'}-{result['benchmark']}"
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=2))
+    stem.with_suffix(".md").write_text(markdown)
+    print(markdown)
