@@ -43,6 +43,7 @@ class CollectionEngine:
         self._con = duckdb.connect()
         self._filters = FilterCache()
         self._indexes: dict[str, Index] = {}
+        self._indexes_lock = threading.Lock()
         self.indexer = Indexer(self)
         self.auto_index = True
 
@@ -68,8 +69,9 @@ class CollectionEngine:
         keep = {e.path for e in manifest.fragments} | {e.deletes for e in manifest.fragments if e.deletes}
         self.cache.forget(keep)
         live_indexes = {e.index for e in manifest.fragments if e.index}
-        for path in [p for p in self._indexes if p not in live_indexes]:
-            del self._indexes[path]
+        with self._indexes_lock:
+            for path in [p for p in self._indexes if p not in live_indexes]:
+                del self._indexes[path]
 
     def commit_transform(self, transform: Callable[[Manifest], Manifest]) -> Manifest:
         """Commit ``transform(newest manifest)``, re-applied on the winner after a lost race.
@@ -155,15 +157,20 @@ class CollectionEngine:
     # -- vector search ---------------------------------------------------------------------
     def _open_indexes(self, snap: Snapshot) -> dict[str, Index]:
         """Indexes of the snapshot, opened once and kept open (memory-mapped when local)."""
+        opened = {}
         for path in {e.index for e in snap.manifest.fragments if e.index}:
-            if path not in self._indexes:
+            with self._indexes_lock:
+                index = self._indexes.get(path)
+            if index is None:
                 full = self.cache.path(path)
                 if self.storage.local:
                     index = Index.restore(full, view=True)
                 else:
                     index = Index.restore(self.storage.read_bytes(full))
-                self._indexes[path] = index
-        return self._indexes
+                with self._indexes_lock:
+                    index = self._indexes.setdefault(path, index)
+            opened[path] = index
+        return opened
 
     def query(
         self, queries: np.ndarray, k: int, *, ids, where, where_document, include, hnsw
