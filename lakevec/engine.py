@@ -73,13 +73,15 @@ class CollectionEngine:
             for path in [p for p in self._indexes if p not in live_indexes]:
                 del self._indexes[path]
 
-    def commit_transform(self, transform: Callable[[Manifest], Manifest]) -> Manifest:
-        """Commit ``transform(newest manifest)``, re-applied on the winner after a lost race.
-        For changes that cannot conflict with data writes (index pointers)."""
+    def commit_transform(self, transform: Callable[[Manifest], Manifest | None]) -> Manifest | None:
+        """Commit ``transform(newest manifest)``, re-applied on the winner after a lost race;
+        ``transform`` returns None to give up (the change no longer applies)."""
         with self._lock:
             for attempt in range(MAX_ATTEMPTS):
                 base = self.snapshot().manifest
                 manifest = transform(base)
+                if manifest is None:
+                    return None
                 if self.log.try_commit(manifest.version, manifest.to_json()):
                     self._install(manifest)
                     return manifest
@@ -185,6 +187,6 @@ class CollectionEngine:
     def wait_for_index(self, timeout: float | None = None) -> None:
         """Index every committed row, inline (the background thread may be doing the same)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self.indexer.fold(force=True):
+        while self.indexer.step(force=True):
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError("indexing did not catch up in time")

@@ -134,8 +134,9 @@ def flatten(table: pa.Table) -> pa.Table:
     cols = {name: table.column(name) for name in ("id", "document", "uri", "_seq")}
     if "metadata" in table.column_names:
         struct = table.column("metadata").combine_chunks()
-        for i in range(struct.type.num_fields):
-            cols[META_PREFIX + struct.type.field(i).name] = struct.field(i)
+        # flatten() folds a null struct into its children (a merged fragment may have some)
+        for field, child in zip(struct.type, struct.flatten()):
+            cols[META_PREFIX + field.name] = child
     return pa.table(cols)
 
 

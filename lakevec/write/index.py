@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from usearch.index import Index
 
+from lakevec.write.merge import merge_small
+
 if TYPE_CHECKING:
     from lakevec.engine import CollectionEngine
     from lakevec.lake.manifest import Manifest
@@ -73,7 +75,7 @@ class Indexer:
 
     def __init__(self, engine: CollectionEngine) -> None:
         self.engine = engine
-        self._fold_lock = threading.Lock()
+        self._fold_lock = threading.RLock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._head: _Head | None = None
@@ -102,13 +104,20 @@ class Indexer:
             if self._stopping:
                 return
             try:
-                while self.fold(force=False):
+                while self.step(force=False):
                     pass
                 self.last_error = None
             except _Stopped:
                 return
             except BaseException as exc:  # keep serving; wait_for_index reports it
                 self.last_error = exc
+
+    def step(self, *, force: bool) -> bool:
+        """One unit of background work: merge small fragments, else fold the tail into an index."""
+        with self._fold_lock:
+            if merge_small(self.engine):
+                return True
+            return self.fold(force=force)
 
     # -- one fold ------------------------------------------------------------------------
     def fold(self, *, force: bool) -> bool:

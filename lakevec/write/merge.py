@@ -1,0 +1,76 @@
+"""Tiered merging of small unindexed fragments, so many small ``add`` calls do not leave a
+collection made of thousands of files.
+
+When ``MERGE_COUNT`` small fragments have accumulated, their live rows are rewritten into one
+fragment (rows keep ``_seq``, so ``get`` order is unchanged) and a ``compact`` version replaces
+them. Merged fragments grow until they are no longer small, and the indexer then folds them into
+an index. The commit is abandoned, not forced, if a merged fragment changed meanwhile (a delete
+or an index landed on it): the next round retries. Full compaction of indexed fragments is
+its own operation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lakevec.lake.manifest import FragmentEntry, Manifest
+from lakevec.write.fragment import parquet_bytes
+
+if TYPE_CHECKING:
+    from lakevec.engine import CollectionEngine
+
+SMALL_ROWS = 8192
+MERGE_COUNT = 8
+
+
+def merge_small(engine: CollectionEngine) -> bool:
+    """Merge the small unindexed fragments if enough have piled up; True if committed."""
+    snap = engine.snapshot()
+    base = snap.manifest
+    small = [i for i, e in enumerate(base.fragments) if e.index is None and e.rows < SMALL_ROWS]
+    if len(small) < MERGE_COUNT:
+        return False
+    parts = []
+    for i in small:
+        entry = base.fragments[i]
+        with engine.storage.open(engine.cache.path(entry.path)) as f:
+            table = pq.read_table(f)
+        if snap.dead[i] is not None:
+            keep = np.ones(entry.rows, dtype=bool)
+            keep[snap.dead[i]] = False
+            table = table.filter(pa.array(keep))
+        parts.append(table)
+    merged = pa.concat_tables(parts, promote_options="permissive")
+    frag_id = uuid.uuid4().hex
+    data = parquet_bytes(merged)
+    seq = merged.column("_seq").to_numpy()
+    entry = FragmentEntry(
+        id=frag_id,
+        path=f"data/{frag_id}.parquet",
+        rows=merged.num_rows,
+        live_rows=merged.num_rows,
+        seq_min=int(seq.min()),
+        seq_max=int(seq.max()),
+        bytes=data.size,
+    )
+    engine.storage.write_new(engine.cache.path(entry.path), data)
+    replaced = {base.fragments[i].id: base.fragments[i] for i in small}
+
+    def transform(m: Manifest) -> Manifest | None:
+        current = {e.id: e for e in m.fragments}
+        if any(current.get(fid) != old for fid, old in replaced.items()):
+            return None  # changed since we read it: leave it to the next round
+        fragments = [e for e in m.fragments if e.id not in replaced]
+        return m.child("compact", fragments=(*fragments, dataclasses.replace(entry)))
+
+    engine.cache.put(entry, merged)
+    if engine.commit_transform(transform) is None:
+        engine.storage.delete(engine.cache.path(entry.path))
+        return False
+    return True
