@@ -109,7 +109,7 @@ class Indexer:
                 self.last_error = None
             except _Stopped:
                 return
-            except BaseException as exc:  # keep serving; wait_for_index reports it
+            except BaseException as exc:  # keep serving; wait_for_index redoes the work inline and raises
                 self.last_error = exc
 
     def step(self, *, force: bool) -> bool:
