@@ -96,6 +96,15 @@ def main(path: str = "./lakevec_data/demo") -> None:
         col.add(ids=ids[start:end], documents=docs[start:end], metadatas=metas[start:end])
     print(f"ingested {col.count()} rows in {time.perf_counter() - t0:.2f} s (embedding included)")
 
+    question = "read and write compressed archive files"
+    hits = col.query(query_texts=[question], n_results=5, where={"kind": "function"})
+    print(f"\nnearest functions to {question!r}:")
+    for id_, dist in zip(hits["ids"][0], hits["distances"][0]):
+        print(f"  {dist:6.3f}  {id_}")
+    col.wait_for_index()
+    again = col.query(query_texts=[question], n_results=5, where={"kind": "function"})
+    print(f"after wait_for_index(): {'same' if again['ids'] == hits['ids'] else 'different'} results")
+
     show("functions of asyncio", col.get(where={"$and": [{"module": "asyncio"}, {"kind": "function"}]}))
     show(
         "long docstrings mentioning 'timeout'",
