@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lakevec
+import lakevec.read.search as search_module
 from lakevec.errors import InvalidArgumentError
 from tests import strategies as s
 from tests.oracle import match_where
@@ -209,11 +210,19 @@ def test_many_fragments_same_as_one(data, where, k, space, chunk, index):
     query = np.array([[1.0, -2.0, 0.5]], dtype=np.float32)
     keep = np.array([where is None or match_where(m, where) for m in metas])
     expected_dist = brute_force(space, query, vectors[keep], k)[1][0] if keep.any() else []
-    for col in (one, many):
-        res = col.query(query_embeddings=query, n_results=k, where=where, include=["distances", "metadatas"])
-        assert len(res["ids"][0]) == min(k, int(keep.sum()))
-        np.testing.assert_allclose(res["distances"][0], expected_dist, rtol=1e-4, atol=1e-4)
-        assert all(keep[int(i[1:])] for i in res["ids"][0])
+    saved = search_module.EXACT_NS
+    if index:  # make exact search look expensive, so the planner takes the HNSW path (with
+        search_module.EXACT_NS = 1.0  # oversampling and re-check); on a few dozen rows HNSW is exact
+    try:
+        for col in (one, many):
+            res = col.query(
+                query_embeddings=query, n_results=k, where=where, include=["distances", "metadatas"]
+            )
+            assert len(res["ids"][0]) == min(k, int(keep.sum()))
+            np.testing.assert_allclose(res["distances"][0], expected_dist, rtol=1e-4, atol=1e-4)
+            assert all(keep[int(i[1:])] for i in res["ids"][0])
+    finally:
+        search_module.EXACT_NS = saved
 
 
 def test_indexes_persist_and_reopen(tmp_path):

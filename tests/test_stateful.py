@@ -131,6 +131,23 @@ class CollectionMachine(RuleBasedStateMachine):
         assert got["metadatas"] == [self.model[i]["meta"] for i in expected]
         assert got["documents"] == [self.model[i]["doc"] for i in expected]
 
+    @rule(
+        query=st.lists(st.integers(-5, 5), min_size=2, max_size=2),
+        k=st.integers(1, 6),
+        where=st.one_of(st.none(), s.where),
+    )
+    def query(self, query, k, where):
+        got = self.col.query(query_embeddings=[query], n_results=k, where=where, include=["distances"])
+        rows = [(i, r) for i, r in self.model.items() if where is None or match_where(r["meta"], where)]
+        dists = sorted(float(np.sum((np.array(r["emb"], float) - query) ** 2)) for _, r in rows)[:k]
+        np.testing.assert_allclose(got["distances"][0], dists, rtol=1e-5, atol=1e-5)
+        assert all(i in dict(rows) for i in got["ids"][0])
+
+    @precondition(lambda self: hasattr(self, "col"))
+    @rule()
+    def index_now(self):
+        self.col.wait_for_index()
+
     @precondition(lambda self: hasattr(self, "col"))
     @rule()
     def reopen(self):
