@@ -21,6 +21,7 @@ from lakevec.errors import (
     NotFoundError,
     UniqueConstraintError,
 )
+from lakevec.interop import sql_connection
 from lakevec.lake.storage import Storage
 from lakevec.types import Database, Tenant
 from lakevec.utils.embedding_functions import DefaultEmbeddingFunction
@@ -261,6 +262,13 @@ class Client(AdminClient):
         with self._engines_lock:
             self._engines.pop(record["id"], None)
         self._storage.delete_tree(self._storage.join("collections", record["id"]))
+
+    def sql(self, query: str, params: list | None = None):
+        """Run DuckDB SQL where every collection of this database is a view of its live rows
+        (named as the collection; metadata keys are columns). Returns a DuckDB relation."""
+        tables = {c.name: c.to_arrow() for c in self.list_collections()}
+        con = sql_connection(tables)
+        return con.sql(query, params=params) if params else con.sql(query)
 
     # -- called by Collection ------------------------------------------------------------
     def _check_exists(self, collection: Collection) -> None:

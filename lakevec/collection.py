@@ -6,7 +6,9 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import numpy as np
+import pyarrow as pa
 
+from lakevec import interop
 from lakevec.engine import CollectionEngine
 from lakevec.errors import InvalidArgumentError
 from lakevec.types import GetResult, QueryResult
@@ -241,6 +243,27 @@ class Collection:
     def wait_for_index(self, timeout: float | None = None) -> None:
         """Block until every committed row is in an HNSW index (queries are exact meanwhile)."""
         self._engine.wait_for_index(timeout)
+
+    # -- lakehouse extras (not in Chroma's API) ---------------------------------------------
+    def to_arrow(self, where: Any = None, where_document: Any = None, include: Any = None) -> pa.Table:
+        """Live rows in insertion order: ``id``, ``document``, ``uri``, one typed column per
+        metadata key, ``embedding`` (fixed_size_list<float32>)."""
+        v.validate_filters(None, where, where_document)
+        include = list(interop.TABLE_INCLUDE if include is None else include)
+        bad = [i for i in include if i not in interop.TABLE_INCLUDE]
+        if bad:
+            raise InvalidArgumentError(f"include must be among {interop.TABLE_INCLUDE}, got {bad}")
+        return interop.collection_table(
+            self._engine, where=where or None, where_document=where_document or None, include=include
+        )
+
+    def to_polars(self, **kwargs: Any):
+        import polars as pl
+
+        return pl.from_arrow(self.to_arrow(**kwargs))
+
+    def to_pandas(self, **kwargs: Any):
+        return self.to_arrow(**kwargs).to_pandas()
 
     def peek(self, limit: int = 10) -> GetResult:
         return self.get(limit=limit, include=["metadatas", "documents", "embeddings"])

@@ -18,6 +18,7 @@ import numpy as np
 from usearch.index import Index
 
 from lakevec.errors import CommitFailedError, NotFoundError
+from lakevec.interop import QueryResult
 from lakevec.lake.log import VersionLog
 from lakevec.lake.manifest import Manifest
 from lakevec.lake.storage import Storage
@@ -182,7 +183,7 @@ class CollectionEngine:
         queries = validate_query_embeddings(queries, snap.manifest.dimension)
         allowed = self._filters.allowed(snap, self._con, ids, where, where_document)
         hits = search(snap, self._open_indexes(snap), queries, k, allowed, hnsw)
-        return query_result(snap, hits, include)
+        return QueryResult(query_result(snap, hits, include))
 
     def wait_for_index(self, timeout: float | None = None) -> None:
         """Index every committed row, inline (the background thread may be doing the same)."""

@@ -1,0 +1,99 @@
+"""Collections and results as Arrow, Polars, pandas and DuckDB tables.
+
+Metadata keys become typed columns (one per key and kind: the first kind a key was seen with
+keeps the key's name, others are ``key::kind``), in insertion order; deleted rows never appear.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from lakevec.read.rows import select
+from lakevec.read.snapshot import Snapshot
+from lakevec.write.fragment import META_PREFIX, metadata_columns
+
+if TYPE_CHECKING:
+    import pandas
+    import polars
+
+    from lakevec.engine import CollectionEngine
+
+TABLE_INCLUDE = ("documents", "uris", "metadatas", "embeddings")
+
+
+def snapshot_table(snap: Snapshot, positions: np.ndarray, include: tuple[str, ...] | list[str]) -> pa.Table:
+    rows = snap.take(positions, None)
+    columns: dict[str, Any] = {"id": rows.column("id")}
+    if "documents" in include:
+        columns["document"] = rows.column("document")
+    if "uris" in include:
+        columns["uri"] = rows.column("uri")
+    if "metadatas" in include:
+        for f in snap.manifest.fields:
+            columns[f.name] = rows.column(META_PREFIX + f.name)
+    if "embeddings" in include:
+        dim = snap.manifest.dimension
+        if dim is None:  # nothing written yet: the dimension is not known
+            columns["embedding"] = pa.array([], pa.list_(pa.float32()))
+        else:
+            flat = pa.array(snap.embeddings(positions).reshape(-1), type=pa.float32())
+            columns["embedding"] = pa.FixedSizeListArray.from_arrays(flat, dim)
+    return pa.table(columns)
+
+
+def collection_table(
+    engine: CollectionEngine,
+    *,
+    where: dict | None = None,
+    where_document: dict | None = None,
+    include: tuple[str, ...] | list[str] = TABLE_INCLUDE,
+) -> pa.Table:
+    snap = engine.snapshot()
+    positions = select(snap, engine._con, where=where, where_document=where_document)
+    return snapshot_table(snap, positions, include)
+
+
+class QueryResult(dict):
+    """Chroma's ``QueryResult`` dict, plus long-format tables: one row per (query, rank)."""
+
+    def to_arrow(self) -> pa.Table:
+        ids = self["ids"]
+        query_index = [q for q, row in enumerate(ids) for _ in row]
+        rank = [r for row in ids for r in range(len(row))]
+        columns: dict[str, Any] = {
+            "query_index": pa.array(query_index, pa.int32()),
+            "rank": pa.array(rank, pa.int32()),
+            "id": pa.array([i for row in ids for i in row], pa.string()),
+        }
+        if self.get("distances") is not None:
+            columns["distance"] = pa.array([d for row in self["distances"] for d in row], pa.float64())
+        if self.get("documents") is not None:
+            columns["document"] = pa.array([d for row in self["documents"] for d in row], pa.string())
+        if self.get("uris") is not None:
+            columns["uri"] = pa.array([d for row in self["uris"] for d in row], pa.string())
+        if self.get("metadatas") is not None:
+            # typed columns as the collection stores them: a key with two kinds gets two columns
+            fields, metadata = metadata_columns([m for row in self["metadatas"] for m in row], ())
+            columns.update({f.name: metadata[f.name] for f in fields})
+        return pa.table(columns)
+
+    def to_polars(self) -> polars.DataFrame:
+        import polars as pl
+
+        return pl.from_arrow(self.to_arrow())
+
+    def to_pandas(self) -> pandas.DataFrame:
+        return self.to_arrow().to_pandas()
+
+
+def sql_connection(tables: dict[str, pa.Table]) -> duckdb.DuckDBPyConnection:
+    """A private DuckDB connection where each collection's live rows are a view of its name
+    (quote names with ``-`` or ``.`` in SQL: ``SELECT * FROM "my-docs"``)."""
+    con = duckdb.connect()
+    for name, table in tables.items():
+        con.register(name, table)
+    return con

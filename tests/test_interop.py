@@ -1,0 +1,77 @@
+"""Collections and query results as Arrow / Polars / pandas tables, and SQL over collections."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+import lakevec
+
+
+def _filled(client):
+    col = client.create_collection("my-docs", embedding_function=None)
+    col.add(
+        ids=["a", "b", "c", "d"],
+        embeddings=[[1, 2], [3, 4], [5, 6], [7, 8]],
+        metadatas=[{"year": 2020, "genre": "jazz"}, {"year": 2024, "tags": ["x"]}, {"year": "old"}, None],
+        documents=["d1", None, "d3", "d4"],
+    )
+    col.update(ids=["a"], metadatas=[{"year": 2021}])
+    col.delete(ids=["d"])
+    return col
+
+
+def test_to_arrow_types_and_live_rows(client):
+    col = _filled(client)
+    table = col.to_arrow()
+    assert table.column_names == ["id", "document", "uri", "genre", "tags", "year", "year::str", "embedding"]
+    assert table.schema.field("year").type == pa.int64()
+    assert table.schema.field("tags").type == pa.list_(pa.string())
+    assert table.schema.field("embedding").type == pa.list_(pa.float32(), 2)
+    assert table.column("id").to_pylist() == ["a", "b", "c"]  # insertion order; d is deleted
+    assert table.column("year").to_pylist() == [2021, 2024, None]
+    assert table.column("year::str").to_pylist() == [None, None, "old"]
+    got = col.get(include=["embeddings"])
+    np.testing.assert_array_equal(
+        np.stack(table.column("embedding").to_numpy(zero_copy_only=False)), got["embeddings"]
+    )
+    assert col.to_arrow(where={"year": {"$gte": 2021}}, include=[]).column_names == ["id"]
+    assert col.to_arrow(where={"year": {"$gte": 2021}}, include=[]).column("id").to_pylist() == ["a", "b"]
+    assert col.to_polars(where_document={"$contains": "d"})["id"].to_list() == ["a", "c"]
+    assert list(col.to_pandas()["id"]) == ["a", "b", "c"]
+
+
+def test_sql_sees_every_collection_as_a_view(client):
+    col = _filled(client)
+    other = client.create_collection("ratings", embedding_function=None)
+    other.add(
+        ids=["r1", "r2"],
+        embeddings=[[0, 0], [0, 0]],
+        metadatas=[{"doc": "a", "stars": 5}, {"doc": "c", "stars": 2}],
+    )
+    rows = client.sql(
+        'SELECT d.id, r.stars FROM "my-docs" d JOIN ratings r ON r.doc = d.id ORDER BY d.id'
+    ).fetchall()
+    assert rows == [("a", 5), ("c", 2)]
+    ids = client.sql('SELECT id FROM "my-docs" WHERE year >= ? ORDER BY id', [2021]).pl()["id"].to_list()
+    assert ids == col.get(where={"year": {"$gte": 2021}}, include=[])["ids"]
+
+
+def test_query_result_long_format(collection):
+    collection.add(
+        ids=["a", "b"], embeddings=[[0, 0], [1, 1]], metadatas=[{"k": 1}, {"k": "s"}], documents=["x", "y"]
+    )
+    res = collection.query(query_embeddings=[[0, 0], [1, 1]], n_results=2)
+    assert isinstance(res, dict) and res["ids"] == [["a", "b"], ["b", "a"]]
+    table = res.to_arrow()
+    assert table.column_names == ["query_index", "rank", "id", "distance", "document", "k", "k::str"]
+    assert table.column("query_index").to_pylist() == [0, 0, 1, 1]
+    assert table.column("rank").to_pylist() == [0, 1, 0, 1]
+    assert table.column("distance").to_pylist() == [0.0, 2.0, 0.0, 2.0]
+    assert res.to_polars().height == 4 and len(res.to_pandas()) == 4
+
+
+def test_empty_collection_tables():
+    col = lakevec.EphemeralClient().create_collection("empty", embedding_function=None)
+    assert col.to_arrow().num_rows == 0
+    assert col.query(query_embeddings=[[1, 2]], n_results=3).to_arrow().num_rows == 0
