@@ -257,6 +257,48 @@ class Collection:
             self._engine, where=where or None, where_document=where_document or None, include=include
         )
 
+    def add_table(self, data: Any, **columns: Any) -> int:
+        """``add`` every row of a table (pyarrow / polars / pandas / DuckDB / a Parquet, CSV or
+        JSON-lines path), streamed in batches. Returns the number of rows read."""
+        return self._write_table(data, "add", **columns)
+
+    def upsert_table(self, data: Any, **columns: Any) -> int:
+        """``upsert`` every row of a table; see :meth:`add_table`."""
+        return self._write_table(data, "upsert", **columns)
+
+    def _write_table(
+        self,
+        data: Any,
+        op: str,
+        *,
+        ids: str = "id",
+        documents: str | None = "document",
+        embeddings: str | None = "embedding",
+        uris: str | None = None,
+        metadatas: list[str] | None = None,
+        batch_size: int = 5000,
+    ) -> int:
+        from lakevec.write.table_input import embeddings_from, metadata_from, record_batches
+
+        total = 0
+        for batch in record_batches(data, batch_size):
+            names = batch.schema.names
+            if ids not in names:
+                raise InvalidArgumentError(f"the table has no id column {ids!r}")
+            named = {ids, documents, embeddings, uris} - {None}
+            meta_columns = metadatas if metadatas is not None else [n for n in names if n not in named]
+            docs = batch.column(documents).to_pylist() if documents in names else None
+            emb = embeddings_from(batch.column(embeddings)) if embeddings in names else None
+            getattr(self, op)(
+                ids=batch.column(ids).to_pylist(),
+                embeddings=emb,
+                documents=docs,
+                uris=batch.column(uris).to_pylist() if uris in names else None,
+                metadatas=metadata_from(batch, meta_columns),
+            )
+            total += batch.num_rows
+        return total
+
     def to_polars(self, **kwargs: Any):
         import polars as pl
 

@@ -75,3 +75,55 @@ def test_empty_collection_tables():
     col = lakevec.EphemeralClient().create_collection("empty", embedding_function=None)
     assert col.to_arrow().num_rows == 0
     assert col.query(query_embeddings=[[1, 2]], n_results=3).to_arrow().num_rows == 0
+
+
+def test_add_table_round_trips_from_arrow_polars_pandas_and_files(client, tmp_path):
+    import polars as pl
+    import pyarrow.parquet as pq
+
+    source = pa.table(
+        {
+            "id": ["a", "b", "c"],
+            "document": ["x", None, "z"],
+            "embedding": pa.array([[1, 2], [3, 4], [5, 6]], pa.list_(pa.float32(), 2)),
+            "year": pa.array([2020, None, 2022], pa.int64()),
+            "genre": ["jazz", "rock", None],
+        }
+    )
+    inputs = {
+        "arrow": source,
+        "polars": pl.from_arrow(source),
+        "pandas": source.to_pandas(),
+        "lazy": pl.from_arrow(source).lazy(),
+        "reader": source.to_reader(max_chunksize=1),
+    }
+    pq.write_table(source, tmp_path / "src.parquet")
+    inputs["parquet"] = str(tmp_path / "src.parquet")
+    for name, data in inputs.items():
+        col = client.create_collection(f"t-{name}", embedding_function=None)
+        assert col.add_table(data, batch_size=2) == 3
+        out = col.to_arrow()
+        assert out.column("id").to_pylist() == ["a", "b", "c"], name
+        assert out.column("document").to_pylist() == ["x", None, "z"], name
+        assert out.column("year").to_pylist() == [2020, None, 2022], name
+        assert out.column("genre").to_pylist() == ["jazz", "rock", None], name
+        if name != "pandas":  # pandas itself turns an int column with a null into float64
+            assert out.schema.field("year").type == pa.int64(), name
+        assert out.column("embedding").to_pylist() == [[1, 2], [3, 4], [5, 6]], name
+
+
+def test_upsert_table_and_bad_tables(collection):
+    collection.add(ids=["a"], embeddings=[[0, 0]], metadatas=[{"k": 1}])
+    collection.upsert_table(pa.table({"id": ["a", "b"], "embedding": [[1.0, 1.0], [2.0, 2.0]], "k": [5, 6]}))
+    assert collection.get(include=["metadatas"])["metadatas"] == [{"k": 5}, {"k": 6}]
+    import pytest
+
+    from lakevec.errors import InvalidArgumentError
+
+    with pytest.raises(InvalidArgumentError):
+        collection.add_table(pa.table({"key": ["x"]}))
+    with pytest.raises(InvalidArgumentError):
+        collection.add_table(pa.table({"id": ["x"], "embedding": [[1.0]]}))  # wrong dimension
+    with pytest.raises(InvalidArgumentError):
+        collection.add_table(pa.table({"id": ["x", "y"], "embedding": [[1.0, 2.0], [1.0]]}))
+    assert collection.count() == 2

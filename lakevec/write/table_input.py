@@ -1,0 +1,79 @@
+"""Tables in: anything that speaks Arrow (or a Parquet/CSV/JSON-lines path) -> ``add`` batches.
+
+The input is read as a stream of record batches, so memory stays at a few batches whatever
+its size; each batch goes through the same validation as ``add``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lakevec.errors import InvalidArgumentError
+
+_FORMATS = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".json": "json",
+    ".jsonl": "json",
+    ".ndjson": "json",
+}
+
+
+def record_batches(data: Any, batch_size: int) -> Iterator[pa.RecordBatch]:
+    """Record batches of at most ``batch_size`` rows from a table-like input or a file path."""
+    if isinstance(data, str):
+        import pyarrow.dataset as ds
+
+        suffix = "." + data.rsplit(".", 1)[-1].lower() if "." in data else ""
+        if suffix not in _FORMATS:
+            raise InvalidArgumentError(f"cannot tell the format of {data!r}: use .parquet, .csv or .jsonl")
+        reader = ds.dataset(data, format=_FORMATS[suffix]).scanner(batch_size=batch_size).to_reader()
+    elif isinstance(data, pa.RecordBatchReader):
+        reader = data
+    elif isinstance(data, pa.Table):
+        reader = data.to_reader(max_chunksize=batch_size)
+    elif hasattr(data, "scanner"):  # a pyarrow Dataset
+        reader = data.scanner(batch_size=batch_size).to_reader()
+    elif hasattr(data, "collect") and hasattr(data, "lazy"):  # a polars LazyFrame
+        reader = data.collect().to_arrow().to_reader(max_chunksize=batch_size)
+    elif hasattr(data, "fetch_record_batch"):  # a DuckDB relation
+        reader = data.fetch_record_batch(batch_size)
+    elif hasattr(data, "__arrow_c_stream__"):  # polars / pandas DataFrames and other producers
+        reader = pa.RecordBatchReader.from_stream(data)
+    else:
+        raise InvalidArgumentError(
+            f"expected an Arrow table or stream, or a file path, got {type(data).__name__}"
+        )
+    for batch in reader:
+        for start in range(0, batch.num_rows, batch_size):
+            yield batch.slice(start, batch_size)
+
+
+def embeddings_from(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A (n, dim) float32 array from a list, large_list or fixed_size_list column."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    kind = column.type
+    if not (pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)):
+        raise InvalidArgumentError(f"embedding column must be a list of numbers, got {kind}")
+    if column.null_count:
+        raise InvalidArgumentError("embedding column has missing values")
+    lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+    if len(lengths) and (lengths.min() != lengths.max() or lengths[0] == 0):
+        raise InvalidArgumentError("embeddings in one column must all have the same, non-zero length")
+    values = pc.list_flatten(column).to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    return values.reshape(len(column), -1)
+
+
+def metadata_from(batch: pa.RecordBatch, columns: list[str]) -> list[dict | None] | None:
+    """One metadata dict per row from the named columns (null cells are left out)."""
+    if not columns:
+        return None
+    rows = batch.select(columns).to_pylist()
+    return [{k: v for k, v in row.items() if v is not None} or None for row in rows]
