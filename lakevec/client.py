@@ -266,8 +266,7 @@ class Client(AdminClient):
     def sql(self, query: str, params: list | None = None):
         """Run DuckDB SQL where every collection of this database is a view of its live rows
         (named as the collection; metadata keys are columns). Returns a DuckDB relation."""
-        tables = {c.name: c.to_arrow() for c in self.list_collections()}
-        con = sql_connection(tables)
+        con = sql_connection({c.name: c._engine for c in self.list_collections()})
         return con.sql(query, params=params) if params else con.sql(query)
 
     # -- called by Collection ------------------------------------------------------------

@@ -299,6 +299,16 @@ class Collection:
             total += batch.num_rows
         return total
 
+    def duckdb(self, con: Any = None):
+        """The live rows as a DuckDB relation (Parquet scanned in place on local roots)."""
+        import duckdb
+
+        return interop.duckdb_relation(self._engine, con if con is not None else duckdb.connect())
+
+    def scan(self):
+        """The live rows as a polars LazyFrame; filters and projections reach the Parquet scan."""
+        return self.duckdb().pl(lazy=True)
+
     def to_polars(self, **kwargs: Any):
         import polars as pl
 

@@ -6,6 +6,7 @@ keeps the key's name, others are ``key::kind``), in insertion order; deleted row
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -90,10 +91,49 @@ class QueryResult(dict):
         return self.to_arrow().to_pandas()
 
 
-def sql_connection(tables: dict[str, pa.Table]) -> duckdb.DuckDBPyConnection:
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def duckdb_relation(engine: CollectionEngine, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
+    """The live rows as a DuckDB relation. On a local root it reads the Parquet fragments
+    directly (projection and filters are pushed into the scan) and anti-joins the deletion
+    files; elsewhere it scans the rows as Arrow."""
+    snap = engine.snapshot()
+    tag = uuid.uuid4().hex
+    if not engine.storage.local or not snap.manifest.fragments:
+        con.register(f"lakevec_rows_{tag}", snapshot_table(snap, snap.live_in_order, TABLE_INCLUDE))
+        return con.table(f"lakevec_rows_{tag}")
+    files = [engine.cache.path(e.path) for e in snap.manifest.fragments]
+    dead_files, dead_rows = [], []
+    for path, dead in zip(files, snap.dead):
+        if dead is not None:
+            dead_files += [path] * len(dead)
+            dead_rows.append(dead.astype(np.int64))
+    rows = np.concatenate(dead_rows) if dead_rows else np.zeros(0, dtype=np.int64)
+    con.register(f"lakevec_deleted_{tag}", pa.table({"file": pa.array(dead_files, pa.string()), "row": rows}))
+    columns = ["t.id", "t.document", "t.uri"]
+    columns += [f"t.metadata.{_quote(f.name)} AS {_quote(f.name)}" for f in snap.manifest.fields]
+    columns.append("t.embedding")
+    source = (
+        f"read_parquet([{', '.join(_literal(f) for f in files)}], union_by_name=true, "
+        "file_row_number=true, filename=true)"
+    )
+    return con.sql(
+        f"SELECT {', '.join(columns)} FROM {source} t "
+        f"ANTI JOIN lakevec_deleted_{tag} d ON t.filename = d.file AND t.file_row_number = d.row "
+        "ORDER BY t._seq"
+    )
+
+
+def sql_connection(engines: dict[str, CollectionEngine]) -> duckdb.DuckDBPyConnection:
     """A private DuckDB connection where each collection's live rows are a view of its name
     (quote names with ``-`` or ``.`` in SQL: ``SELECT * FROM "my-docs"``)."""
     con = duckdb.connect()
-    for name, table in tables.items():
-        con.register(name, table)
+    for name, engine in engines.items():
+        duckdb_relation(engine, con).create_view(name)
     return con

@@ -127,3 +127,18 @@ def test_upsert_table_and_bad_tables(collection):
     with pytest.raises(InvalidArgumentError):
         collection.add_table(pa.table({"id": ["x", "y"], "embedding": [[1.0, 2.0], [1.0]]}))
     assert collection.count() == 2
+
+
+def test_duckdb_and_scan_match_to_arrow(client):
+    import polars as pl
+
+    col = _filled(client)
+    col.add(ids=["e"], embeddings=[[9, 9]], metadatas=[{"genre": "pop", "year": 1999}])
+    expected = col.to_arrow()
+    got = col.duckdb().arrow()
+    got = got.read_all() if isinstance(got, pa.RecordBatchReader) else got
+    assert got.to_pylist() == expected.to_pylist()
+    lazy = col.scan()
+    assert isinstance(lazy, pl.LazyFrame)
+    frame = lazy.filter(pl.col("year") >= 2020).select("id", "year").collect()
+    assert frame["id"].to_list() == col.get(where={"year": {"$gte": 2020}}, include=[])["ids"]
