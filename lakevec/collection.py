@@ -167,14 +167,19 @@ class Collection:
         ids: Any = None,
         where: Any = None,
         where_document: Any = None,
+        *,
+        where_sql: str | None = None,
     ) -> dict[str, int]:
-        if ids is None and where is None and where_document is None:
+        if ids is None and where is None and where_document is None and where_sql is None:
             raise InvalidArgumentError(
                 "At least one of ids, where, or where_document must be provided in delete."
             )
-        ids = v.validate_filters(ids, where, where_document)
+        ids = v.validate_filters(ids, where, where_document, where_sql)
         self._client._check_exists(self)
-        return {"deleted": self._engine.delete(ids=ids, where=where, where_document=where_document)}
+        deleted = self._engine.delete(
+            ids=ids, where=where, where_document=where_document, where_sql=where_sql
+        )
+        return {"deleted": deleted}
 
     def get(
         self,
@@ -184,9 +189,12 @@ class Collection:
         offset: int | None = None,
         where_document: Any = None,
         include: Any = None,
+        *,
+        where_sql: str | None = None,
     ) -> GetResult:
-        """Rows by id and/or filter, in insertion order, like Chroma's ``get``."""
-        ids = v.validate_filters(ids, where, where_document)
+        """Rows by id and/or filter, in insertion order, like Chroma's ``get``. ``where_sql`` (a
+        lakevec extra) is a DuckDB boolean expression over ``id``, ``document`` and metadata keys."""
+        ids = v.validate_filters(ids, where, where_document, where_sql)
         include = v.validate_include(_GET_DEFAULT if include is None else include, allow_distances=False)
         if "data" in include:
             raise InvalidArgumentError("You must set a data loader on the collection if loading from URIs.")
@@ -199,6 +207,7 @@ class Collection:
             limit=limit,
             offset=offset,
             include=include,
+            where_sql=where_sql,
         )  # type: ignore[return-value]
 
     def query(
@@ -212,6 +221,8 @@ class Collection:
         where: Any = None,
         where_document: Any = None,
         include: Any = None,
+        *,
+        where_sql: str | None = None,
     ) -> QueryResult:
         """The ``n_results`` nearest rows to each query that pass the filters, nearest first."""
         if query_images is not None or query_uris is not None:
@@ -224,7 +235,7 @@ class Collection:
         include = v.validate_include(_QUERY_DEFAULT if include is None else include, allow_distances=True)
         if "data" in include:
             raise InvalidArgumentError("You must set a data loader on the collection if loading from URIs.")
-        ids = v.validate_filters(ids, where, where_document)
+        ids = v.validate_filters(ids, where, where_document, where_sql)
         if query_texts is not None:
             texts = v.validate_documents(
                 v.one_to_many(query_texts), len(v.one_to_many(query_texts)), field="query_texts"
@@ -238,6 +249,7 @@ class Collection:
             where_document=where_document or None,
             include=include,
             hnsw=self.configuration["hnsw"],
+            where_sql=where_sql,
         )  # type: ignore[return-value]
 
     def wait_for_index(self, timeout: float | None = None) -> None:
@@ -245,16 +257,27 @@ class Collection:
         self._engine.wait_for_index(timeout)
 
     # -- lakehouse extras (not in Chroma's API) ---------------------------------------------
-    def to_arrow(self, where: Any = None, where_document: Any = None, include: Any = None) -> pa.Table:
+    def to_arrow(
+        self,
+        where: Any = None,
+        where_document: Any = None,
+        include: Any = None,
+        *,
+        where_sql: str | None = None,
+    ) -> pa.Table:
         """Live rows in insertion order: ``id``, ``document``, ``uri``, one typed column per
         metadata key, ``embedding`` (fixed_size_list<float32>)."""
-        v.validate_filters(None, where, where_document)
+        v.validate_filters(None, where, where_document, where_sql)
         include = list(interop.TABLE_INCLUDE if include is None else include)
         bad = [i for i in include if i not in interop.TABLE_INCLUDE]
         if bad:
             raise InvalidArgumentError(f"include must be among {interop.TABLE_INCLUDE}, got {bad}")
         return interop.collection_table(
-            self._engine, where=where or None, where_document=where_document or None, include=include
+            self._engine,
+            where=where or None,
+            where_document=where_document or None,
+            where_sql=where_sql,
+            include=include,
         )
 
     def add_table(self, data: Any, **columns: Any) -> int:

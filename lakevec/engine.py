@@ -41,7 +41,8 @@ class CollectionEngine:
         self.cache = FragmentCache(storage, self.directory)
         self._snapshot: Snapshot | None = None
         self._lock = threading.RLock()
-        self._con = duckdb.connect()
+        # filters run here, user where_sql included: no file or network access
+        self._con = duckdb.connect(config={"enable_external_access": False})
         self._filters = FilterCache()
         self._indexes: dict[str, Index] = {}
         self._indexes_lock = threading.Lock()
@@ -128,9 +129,11 @@ class CollectionEngine:
             lambda s: plan_upsert(s, ids, embeddings, documents, uris, metadatas, update_only=update_only)
         )
 
-    def delete(self, ids=None, where=None, where_document=None) -> int:
+    def delete(self, ids=None, where=None, where_document=None, where_sql=None) -> int:
         def plan(snap: Snapshot) -> Change:
-            positions = select(snap, self._con, ids=ids, where=where, where_document=where_document)
+            positions = select(
+                snap, self._con, ids=ids, where=where, where_document=where_document, where_sql=where_sql
+            )
             change = plan_delete(snap, positions)
             change.result = len(positions)
             return change
@@ -144,7 +147,7 @@ class CollectionEngine:
     def dimension(self) -> int | None:
         return self.snapshot().manifest.dimension
 
-    def get(self, *, ids, where, where_document, limit, offset, include) -> dict[str, Any]:
+    def get(self, *, ids, where, where_document, limit, offset, include, where_sql=None) -> dict[str, Any]:
         snap = self.snapshot()
         positions = select(
             snap,
@@ -152,6 +155,7 @@ class CollectionEngine:
             ids=ids,
             where=where,
             where_document=where_document,
+            where_sql=where_sql,
             limit=limit,
             offset=offset,
         )
@@ -176,12 +180,12 @@ class CollectionEngine:
         return opened
 
     def query(
-        self, queries: np.ndarray, k: int, *, ids, where, where_document, include, hnsw
+        self, queries: np.ndarray, k: int, *, ids, where, where_document, include, hnsw, where_sql=None
     ) -> dict[str, Any]:
         """``queries`` as the caller gave them: checked here against the snapshot's dimension."""
         snap = self.snapshot()
         queries = validate_query_embeddings(queries, snap.manifest.dimension)
-        allowed = self._filters.allowed(snap, self._con, ids, where, where_document)
+        allowed = self._filters.allowed(snap, self._con, ids, where, where_document, where_sql)
         hits = search(snap, self._open_indexes(snap), queries, k, allowed, hnsw)
         return QueryResult(query_result(snap, hits, include))
 

@@ -51,10 +51,11 @@ def collection_table(
     *,
     where: dict | None = None,
     where_document: dict | None = None,
+    where_sql: str | None = None,
     include: tuple[str, ...] | list[str] = TABLE_INCLUDE,
 ) -> pa.Table:
     snap = engine.snapshot()
-    positions = select(snap, engine._con, where=where, where_document=where_document)
+    positions = select(snap, engine._con, where=where, where_document=where_document, where_sql=where_sql)
     return snapshot_table(snap, positions, include)
 
 

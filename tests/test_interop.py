@@ -142,3 +142,43 @@ def test_duckdb_and_scan_match_to_arrow(client):
     assert isinstance(lazy, pl.LazyFrame)
     frame = lazy.filter(pl.col("year") >= 2020).select("id", "year").collect()
     assert frame["id"].to_list() == col.get(where={"year": {"$gte": 2020}}, include=[])["ids"]
+
+
+def test_where_sql_matches_where_and_is_safe(collection):
+    import pytest
+
+    from lakevec.errors import InvalidArgumentError
+    from tests.conftest import storage_state
+
+    collection.add(
+        ids=[f"r{i}" for i in range(12)],
+        embeddings=[[i, 0] for i in range(12)],
+        metadatas=[{"year": 2015 + i, "genre": ["a", "b", "c"][i % 3]} for i in range(12)],
+        documents=[f"doc {i}" for i in range(12)],
+    )
+    where = {"$and": [{"year": {"$gte": 2020}}, {"genre": {"$in": ["a", "b"]}}]}
+    expected = collection.get(where=where, include=[])["ids"]
+    sql = "year >= 2020 AND genre IN ('a', 'b')"
+    assert collection.get(where_sql=sql, include=[])["ids"] == expected
+    assert (
+        collection.get(where={"year": {"$gte": 2020}}, where_sql="genre <> 'c'", include=[])["ids"]
+        == expected
+    )
+    assert collection.to_arrow(where_sql=sql, include=[]).column("id").to_pylist() == expected
+    hits = collection.query(query_embeddings=[[0, 0]], n_results=3, where_sql=sql)
+    assert hits["ids"] == collection.query(query_embeddings=[[0, 0]], n_results=3, where=where)["ids"]
+    assert collection.get(where_sql="document LIKE '%1%' AND id <> 'r1'", include=[])["ids"] == ["r10", "r11"]
+    before = storage_state(collection)
+    for bad in [
+        "year > (SELECT 1)",
+        "1=1; DROP TABLE t",
+        "year > 1 ORDER BY year",
+        "year IN (SELECT year FROM read_csv('/etc/passwd'))",
+        "length(read_text('/etc/passwd')) > 0",
+        "no_such_column = 1",
+        "",
+    ]:
+        with pytest.raises(InvalidArgumentError):
+            collection.delete(where_sql=bad)
+    assert storage_state(collection) == before
+    assert collection.delete(where_sql="year < 2017") == {"deleted": 2}

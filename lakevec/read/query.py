@@ -33,8 +33,10 @@ class FilterCache:
         self._size = size
         self._lock = threading.Lock()
 
-    def allowed(self, snap: Snapshot, con: duckdb.DuckDBPyConnection, ids, where, where_document) -> Allowed:
-        if ids is None and not where and not where_document:
+    def allowed(
+        self, snap: Snapshot, con: duckdb.DuckDBPyConnection, ids, where, where_document, where_sql=None
+    ) -> Allowed:
+        if ids is None and not where and not where_document and not where_sql:
             live = np.array([e.live_rows for e in snap.manifest.fragments], dtype=np.int64)
             return Allowed(snap.live, live)
         key = (
@@ -42,17 +44,26 @@ class FilterCache:
             None if ids is None else tuple(ids),
             json.dumps(where, sort_keys=True),
             json.dumps(where_document, sort_keys=True),
+            where_sql,
         )
         with self._lock:
             cached = self._items.get(key)
             if cached is not None:
                 self._items.move_to_end(key)
                 return cached
-        if ids is None and not where_document:
+        if ids is None and not where_document and not where_sql:
             mask = where_mask(snap.metadata_table, snap.manifest.fields, where) & snap.live
             positions = np.flatnonzero(mask)
         else:
-            positions = select(snap, con, ids=ids, where=where, where_document=where_document, ordered=False)
+            positions = select(
+                snap,
+                con,
+                ids=ids,
+                where=where,
+                where_document=where_document,
+                where_sql=where_sql,
+                ordered=False,
+            )
             mask = np.zeros(len(snap.live), dtype=bool)
             mask[positions] = True
         counts = np.bincount(snap.locate(positions)[0], minlength=len(snap.fragments))

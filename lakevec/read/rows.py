@@ -12,6 +12,7 @@ from lakevec.errors import InvalidArgumentError
 from lakevec.lake.manifest import MetadataField
 from lakevec.read.filter import compile_filter
 from lakevec.read.snapshot import Snapshot
+from lakevec.read.sql_filter import rows_view_sql
 from lakevec.write.fragment import META_PREFIX
 
 
@@ -47,6 +48,7 @@ def select(
     ids: list[str] | None = None,
     where: dict | None = None,
     where_document: dict | None = None,
+    where_sql: str | None = None,
     limit: int | None = None,
     offset: int | None = None,
     ordered: bool = True,
@@ -59,10 +61,14 @@ def select(
         positions = positions[positions >= 0]
         if ordered:
             positions = snap.in_order(positions)
-    if where or where_document:
+    if where or where_document or where_sql:
         expr, params = compile_filter(snap.manifest.fields, where, where_document)
         table = snap.rows if positions is None else snap.take(positions)
-        sql = f"SELECT _g FROM t WHERE _live AND ({expr})" + (" ORDER BY _seq" if ordered else "")
+        source = rows_view_sql(snap.manifest.fields) if where_sql else "t"
+        user = f" AND ({where_sql})" if where_sql else ""  # validated: one plain expression
+        sql = f"SELECT _g FROM {source} WHERE _live AND ({expr}){user}" + (
+            " ORDER BY _seq" if ordered else ""
+        )
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
@@ -73,8 +79,13 @@ def select(
         try:
             cur.register("t", table)
             return cur.execute(sql, params).fetchnumpy()["_g"].astype(np.int64)
-        except duckdb.InvalidInputException as exc:  # e.g. a regex RE2 cannot parse
-            raise InvalidArgumentError(f"Invalid where_document: {exc}") from exc
+        except (
+            duckdb.InvalidInputException,
+            duckdb.BinderException,
+            duckdb.ConversionException,
+            duckdb.PermissionException,
+        ) as exc:
+            raise InvalidArgumentError(f"Invalid filter: {exc}") from exc  # e.g. an unknown column
         finally:
             cur.close()
     if positions is None:

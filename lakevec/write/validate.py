@@ -320,8 +320,12 @@ def _check_regex(pattern: str) -> None:
         cur.close()
 
 
-def validate_filters(ids: Any, where: Any, where_document: Any) -> list[str] | None:
-    """The three ways a call selects rows; returns the normalized ids (or None)."""
+def validate_filters(ids: Any, where: Any, where_document: Any, where_sql: Any = None) -> list[str] | None:
+    """The ways a call selects rows; returns the normalized ids (or None)."""
+    if where_sql is not None:
+        from lakevec.read.sql_filter import validate_where_sql
+
+        validate_where_sql(where_sql)
     if where is not None:
         validate_where(where)
     if where_document is not None:
