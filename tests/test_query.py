@@ -260,3 +260,21 @@ def test_process_exits_cleanly_while_indexing(tmp_path):
     assert col.count() == 30000
     col.wait_for_index()
     assert col.query(query_embeddings=np.zeros(32), n_results=3)["ids"][0]
+
+
+def test_vectors_are_reloaded_after_eviction(client):
+    from lakevec.read.snapshot import VECTORS
+
+    col = client.create_collection("evict", embedding_function=None)
+    x = clustered(3000, 16)
+    saved = VECTORS.budget
+    VECTORS.budget = 16 * 4 * 500  # room for about one fragment
+    try:
+        for start in range(0, 3000, 500):
+            col.add(ids=[f"r{i}" for i in range(start, start + 500)], embeddings=x[start : start + 500])
+        got = col.get(include=["embeddings"])
+        np.testing.assert_array_equal(got["embeddings"], x)
+        res = col.query(query_embeddings=x[:3], n_results=1, include=["distances"])
+        assert res["ids"] == [["r0"], ["r1"], ["r2"]]
+    finally:
+        VECTORS.budget = saved

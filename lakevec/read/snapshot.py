@@ -8,7 +8,11 @@ cost of locating a batch of ids does not grow with the number of rows.
 
 from __future__ import annotations
 
+import itertools
+import os
 import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from functools import cached_property
 
@@ -30,8 +34,49 @@ def id_hashes(ids: list[str] | pa.Array | pa.ChunkedArray) -> np.ndarray:
     return series.hash(seed=0x1A4E).to_numpy()
 
 
+class VectorCache:
+    """Fragment vectors kept in memory, least recently used first out past a byte budget
+    (``LAKEVEC_VECTOR_CACHE_BYTES``, default 4 GiB), so a process that writes or reads a
+    collection larger than memory keeps working; evicted vectors are read again from Parquet."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self._items: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: int, load: Callable[[], np.ndarray]) -> np.ndarray:
+        with self._lock:
+            array = self._items.get(key)
+            if array is not None:
+                self._items.move_to_end(key)
+                return array
+        return self.put(key, load())
+
+    def put(self, key: int, array: np.ndarray) -> np.ndarray:
+        with self._lock:
+            if key not in self._items:
+                self._items[key] = array
+                self._bytes += array.nbytes
+            while self._bytes > self.budget and len(self._items) > 1:
+                _, old = self._items.popitem(last=False)
+                self._bytes -= old.nbytes
+        return array
+
+    def drop(self, key: int) -> None:
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._bytes -= old.nbytes
+
+
+VECTORS = VectorCache(int(os.environ.get("LAKEVEC_VECTOR_CACHE_BYTES", 4 << 30)))
+_KEYS = itertools.count()
+
+
 class FragmentData:
-    """What readers keep of one fragment: its flattened columns and its id hash index."""
+    """What readers keep of one fragment: its flattened columns and its id hash index; its
+    vectors live in :data:`VECTORS`."""
 
     def __init__(self, table: pa.Table, embeddings_loader: Callable[[], np.ndarray]) -> None:
         self.table = table
@@ -40,16 +85,12 @@ class FragmentData:
         self.order = np.argsort(hashes, kind="stable")
         self.hashes = hashes[self.order]
         self._load_embeddings = embeddings_loader
-        self._embeddings: np.ndarray | None = None
-        self._lock = threading.Lock()
+        self.key = next(_KEYS)
+        weakref.finalize(self, VECTORS.drop, self.key)
 
     @property
     def embeddings(self) -> np.ndarray:
-        if self._embeddings is None:
-            with self._lock:
-                if self._embeddings is None:
-                    self._embeddings = self._load_embeddings()
-        return self._embeddings
+        return VECTORS.get(self.key, self._load_embeddings)
 
     def find(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(query index, row) of every stored row whose id hash equals a query hash."""
@@ -78,9 +119,12 @@ class FragmentCache:
         return f"{self.directory}/{relative}"
 
     def put(self, entry: FragmentEntry, table: pa.Table) -> None:
-        """Remember a fragment this process just wrote, so it is never read back."""
-        emb = embeddings_of(table)
-        self._fragments[entry.path] = FragmentData(flatten(table), lambda: emb)
+        """Remember a fragment this process just wrote, so it is not read back while it stays
+        in the vector cache."""
+        full = self.path(entry.path)
+        data = FragmentData(flatten(table), lambda: self._read_embeddings(full))
+        VECTORS.put(data.key, embeddings_of(table))
+        self._fragments[entry.path] = data
 
     def put_deletes(self, relative: str, rows: np.ndarray) -> None:
         self._deletes[relative] = np.sort(rows)
