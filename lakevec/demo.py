@@ -125,11 +125,17 @@ def main(path: str = "./lakevec_data/demo") -> None:
     import duckdb
 
     data = Path(path).resolve() / "collections" / str(col.id) / "data" / "*.parquet"
-    print("\nDuckDB straight on the Parquet fragments (deleted rows still in files until compaction):")
+    print("\nDuckDB straight on the Parquet files, no lakevec (deleted rows stay in files until compaction):")
     print(
         duckdb.sql(
             f"SELECT metadata.package AS package, count(*) AS docs FROM read_parquet('{data}', union_by_name=true) "
-            "GROUP BY ALL ORDER BY docs DESC LIMIT 5"
+            "GROUP BY ALL ORDER BY docs DESC LIMIT 3"
+        )
+    )
+    print("The live rows through lakevec's SQL view (deletes applied):")
+    print(
+        client.sql(
+            'SELECT package, count(*) AS docs FROM "stdlib-docs" GROUP BY ALL ORDER BY docs DESC LIMIT 3'
         )
     )
 
