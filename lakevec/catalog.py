@@ -7,14 +7,12 @@ collections; concurrent changes re-read and retry. The document is small (names 
 from __future__ import annotations
 
 import copy
-import random
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 from lakevec.errors import CommitFailedError
-from lakevec.lake.log import VersionLog
+from lakevec.lake.log import VersionLog, backoff
 from lakevec.lake.storage import Storage
 
 DEFAULT_TENANT = "default_tenant"
@@ -56,7 +54,7 @@ class Catalog:
             if self.log.try_commit(self._version + 1, doc):
                 self._version, self._doc = self._version + 1, doc
                 return result
-            time.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 8)))
+            backoff(attempt)
         raise CommitFailedError("catalog: other writers kept committing first")
 
     # -- lookups on a catalog document ---------------------------------------------------

@@ -7,7 +7,6 @@ loses the race for the next one.
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from usearch.index import Index
 
 from lakevec.errors import CommitFailedError, NotFoundError
 from lakevec.interop import QueryResult
-from lakevec.lake.log import VersionLog
+from lakevec.lake.log import VersionLog, backoff
 from lakevec.lake.manifest import Manifest
 from lakevec.lake.storage import Storage
 from lakevec.read.query import FilterCache, query_result, search
@@ -87,7 +86,7 @@ class CollectionEngine:
                 if self.log.try_commit(manifest.version, manifest.to_json()):
                     self._install(manifest)
                     return manifest
-                time.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 8)))
+                backoff(attempt)
         raise CommitFailedError(f"gave up after {MAX_ATTEMPTS} attempts: other writers kept committing first")
 
     # -- writes --------------------------------------------------------------------------
@@ -114,7 +113,7 @@ class CollectionEngine:
                         self.indexer.notify()
                     return change.result
                 prior = written
-                time.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 8)))
+                backoff(attempt)
             if prior is not None:
                 discard(prior, None, self.cache)
             raise CommitFailedError(

@@ -13,6 +13,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from lakevec.read.filter import quote
 from lakevec.read.rows import select
 from lakevec.read.snapshot import Snapshot
 from lakevec.write.fragment import META_PREFIX, metadata_columns
@@ -92,10 +93,6 @@ class QueryResult(dict):
         return self.to_arrow().to_pandas()
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -118,7 +115,7 @@ def duckdb_relation(engine: CollectionEngine, con: duckdb.DuckDBPyConnection) ->
     rows = np.concatenate(dead_rows) if dead_rows else np.zeros(0, dtype=np.int64)
     con.register(f"lakevec_deleted_{tag}", pa.table({"file": pa.array(dead_files, pa.string()), "row": rows}))
     columns = ["t.id", "t.document", "t.uri"]
-    columns += [f"t.metadata.{_quote(f.name)} AS {_quote(f.name)}" for f in snap.manifest.fields]
+    columns += [f"t.metadata.{quote(f.name)} AS {quote(f.name)}" for f in snap.manifest.fields]
     columns.append("t.embedding")
     source = (
         f"read_parquet([{', '.join(_literal(f) for f in files)}], union_by_name=true, "

@@ -8,11 +8,18 @@ reader find the head without listing the directory: it reads the hint and probes
 from __future__ import annotations
 
 import json
+import random
+import time
 from typing import Any
 
 from lakevec.lake.storage import Storage
 
 _HINT = "_latest"
+
+
+def backoff(attempt: int) -> None:
+    """Wait a jittered, growing moment after losing the race for a version."""
+    time.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 8)))
 
 
 def version_name(version: int) -> str:

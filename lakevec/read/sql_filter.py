@@ -10,25 +10,31 @@ connection with ``enable_external_access = false``, so no file or network access
 from __future__ import annotations
 
 import json
-import threading
 
 import duckdb
 
 from lakevec.errors import InvalidArgumentError
 from lakevec.lake.manifest import MetadataField
+from lakevec.read.filter import quote
 from lakevec.write.fragment import META_PREFIX
 
-_PARSER = duckdb.connect(config={"enable_external_access": False})
-_PARSER_LOCK = threading.Lock()
+_CHECKS = duckdb.connect(config={"enable_external_access": False})
+
+
+def check_sql(sql: str, params: list) -> object:
+    """The one value ``sql`` returns, on a private connection without file or network access;
+    used to let DuckDB itself parse or compile what a caller sent."""
+    cur = _CHECKS.cursor()
+    try:
+        return cur.execute(sql, params).fetchone()[0]
+    finally:
+        cur.close()
 
 
 def validate_where_sql(expression: object) -> str:
     if not isinstance(expression, str) or not expression.strip():
         raise InvalidArgumentError(f"where_sql must be a non-empty SQL expression, got {expression!r}")
-    with _PARSER_LOCK:
-        text = _PARSER.execute(
-            "SELECT json_serialize_sql(?)", [f"SELECT 1 FROM lakevec_rows WHERE ({expression})"]
-        ).fetchone()[0]
+    text = check_sql("SELECT json_serialize_sql(?)", [f"SELECT 1 FROM lakevec_rows WHERE ({expression})"])
     tree = json.loads(text)
     if tree.get("error"):
         raise InvalidArgumentError(f"where_sql does not parse: {tree.get('error_message', '')}")
@@ -54,11 +60,7 @@ def validate_where_sql(expression: object) -> str:
 _BASE = {"_g", "_seq", "_live", "id", "document", "uri"}
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def rows_view_sql(fields: tuple[MetadataField, ...]) -> str:
     """The registered row view ``t`` with each metadata field also under its plain name."""
-    aliases = [f"{_quote(META_PREFIX + f.name)} AS {_quote(f.name)}" for f in fields if f.name not in _BASE]
+    aliases = [f"{quote(META_PREFIX + f.name)} AS {quote(f.name)}" for f in fields if f.name not in _BASE]
     return "(SELECT " + ", ".join(["*", *aliases]) + " FROM t)"

@@ -11,7 +11,6 @@ its own operation.
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from typing import TYPE_CHECKING
 
@@ -67,7 +66,7 @@ def merge_small(engine: CollectionEngine) -> bool:
         if any(current.get(fid) != old for fid, old in replaced.items()):
             return None  # changed since we read it: leave it to the next round
         fragments = [e for e in m.fragments if e.id not in replaced]
-        return m.child("compact", fragments=(*fragments, dataclasses.replace(entry)))
+        return m.child("compact", fragments=(*fragments, entry))
 
     engine.cache.put(entry, merged)
     if engine.commit_transform(transform) is None:

@@ -16,6 +16,7 @@ import duckdb
 import numpy as np
 
 from lakevec.errors import DuplicateIDError, InvalidArgumentError
+from lakevec.read.sql_filter import check_sql, validate_where_sql
 
 INCLUDE_VALUES = ("documents", "embeddings", "metadatas", "distances", "uris", "data")
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$")
@@ -306,25 +307,17 @@ def validate_where_document(where_document: Any) -> None:
         _check_regex(operand)
 
 
-_REGEX_CHECK = duckdb.connect()
-
-
 def _check_regex(pattern: str) -> None:
     """Compile the pattern with the engine that will run it (RE2, as Chroma's Rust regex)."""
-    cur = _REGEX_CHECK.cursor()
     try:
-        cur.execute("SELECT regexp_matches('', ?)", [pattern]).fetchall()
+        check_sql("SELECT regexp_matches('', ?)", [pattern])
     except duckdb.Error as exc:
         raise InvalidArgumentError(f"Regex syntax error: {exc}") from exc
-    finally:
-        cur.close()
 
 
 def validate_filters(ids: Any, where: Any, where_document: Any, where_sql: Any = None) -> list[str] | None:
     """The ways a call selects rows; returns the normalized ids (or None)."""
     if where_sql is not None:
-        from lakevec.read.sql_filter import validate_where_sql
-
         validate_where_sql(where_sql)
     if where is not None:
         validate_where(where)
