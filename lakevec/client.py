@@ -24,7 +24,7 @@ from lakevec.errors import (
 from lakevec.interop import sql_connection
 from lakevec.lake.storage import Storage
 from lakevec.types import Database, Tenant
-from lakevec.utils.embedding_functions import DefaultEmbeddingFunction
+from lakevec.utils.embedding_functions import DefaultEmbeddingFunction, resolve_embedding_function
 from lakevec.write import validate as v
 
 _DEFAULT_EF = DefaultEmbeddingFunction()
@@ -185,9 +185,9 @@ class Client(AdminClient):
             return engine
 
     def _wrap(self, record: dict, embedding_function: Any) -> Collection:
-        return Collection(
-            self, record, self._engine(record["id"]), embedding_function, self.tenant, self.database
-        )
+        stored = (record.get("configuration") or {}).get("embedding_function")
+        ef = resolve_embedding_function(record["name"], stored, embedding_function, _DEFAULT_EF)
+        return Collection(self, record, self._engine(record["id"]), ef, self.tenant, self.database)
 
     def create_collection(
         self,

@@ -13,6 +13,7 @@ from lakevec.engine import CollectionEngine
 from lakevec.errors import InvalidArgumentError
 from lakevec.types import GetResult, QueryResult
 from lakevec.write import validate as v
+from lakevec.write.embed import embed_documents
 
 if TYPE_CHECKING:
     from lakevec.client import Client
@@ -73,7 +74,7 @@ class Collection:
         return hash(self.id)
 
     # -- helpers -------------------------------------------------------------------------
-    def _embed(self, documents: list[str | None] | None, op: str) -> np.ndarray | None:
+    def _embed(self, documents: list[str | None] | None, op: str, query: bool = False) -> np.ndarray | None:
         if documents is None:
             return None
         if self._embedding_function is None:
@@ -82,7 +83,7 @@ class Collection:
             )
         if any(d is None for d in documents):
             raise InvalidArgumentError(f"Cannot embed a None document in {op}.")
-        return self._embedding_function(documents)
+        return embed_documents(self._embedding_function, documents, op, query=query)
 
     def _prepare(
         self,
@@ -240,7 +241,7 @@ class Collection:
             texts = v.validate_documents(
                 v.one_to_many(query_texts), len(v.one_to_many(query_texts)), field="query_texts"
             )
-            query_embeddings = self._embed(texts, "query")
+            query_embeddings = self._embed(texts, "query", query=True)
         return self._engine.query(
             query_embeddings,
             n_results,

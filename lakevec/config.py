@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from lakevec.errors import InvalidArgumentError
+from lakevec.utils.embedding_functions import describe_embedding_function
 
 HNSW_DEFAULTS: dict[str, Any] = {
     "space": "l2",
@@ -102,12 +103,3 @@ def modified_configuration(current: dict[str, Any], configuration: dict[str, Any
             f"hnsw {', '.join(fixed)} cannot be changed after the collection is created"
         )
     return {**current, "hnsw": {**current["hnsw"], **hnsw}}
-
-
-def describe_embedding_function(ef: Any) -> dict[str, Any] | None:
-    if ef is None:
-        return None
-    try:
-        return {"name": ef.name(), "config": ef.get_config()}
-    except Exception:  # plain callables have neither
-        return {"name": getattr(ef, "__name__", type(ef).__name__), "config": {}}
