@@ -300,27 +300,49 @@ class Collection:
         embeddings: str | None = "embedding",
         uris: str | None = None,
         metadatas: list[str] | None = None,
-        batch_size: int = 5000,
+        batch_size: int | None = None,
     ) -> int:
-        from lakevec.write.table_input import embeddings_from, metadata_from, record_batches
+        from lakevec.write.embed import progress_bar
+        from lakevec.write.table_input import (
+            default_batch_rows,
+            embeddings_from,
+            metadata_from,
+            record_batches,
+            row_count,
+        )
 
+        batches = record_batches(data, batch_size or default_batch_rows(data, embeddings))
+        bar = progress_bar(row_count(data) or 0, f"{op}_table", "row")
         total = 0
-        for batch in record_batches(data, batch_size):
-            names = batch.schema.names
-            if ids not in names:
-                raise InvalidArgumentError(f"the table has no id column {ids!r}")
-            named = {ids, documents, embeddings, uris} - {None}
-            meta_columns = metadatas if metadatas is not None else [n for n in names if n not in named]
-            docs = batch.column(documents).to_pylist() if documents in names else None
-            emb = embeddings_from(batch.column(embeddings)) if embeddings in names else None
-            getattr(self, op)(
-                ids=batch.column(ids).to_pylist(),
-                embeddings=emb,
-                documents=docs,
-                uris=batch.column(uris).to_pylist() if uris in names else None,
-                metadatas=metadata_from(batch, meta_columns),
-            )
-            total += batch.num_rows
+        try:
+            for batch in batches:
+                names = batch.schema.names
+                if ids not in names:
+                    raise InvalidArgumentError(f"the table has no id column {ids!r}")
+                named = {ids, documents, embeddings, uris} - {None}
+                meta_columns = metadatas if metadatas is not None else [n for n in names if n not in named]
+                row_ids, emb, metas, docs, row_uris = self._prepare(
+                    op,
+                    batch.column(ids).to_pylist(),
+                    embeddings_from(batch.column(embeddings)) if embeddings in names else None,
+                    metadata_from(batch, meta_columns),
+                    batch.column(documents).to_pylist() if documents in names else None,
+                    batch.column(uris).to_pylist() if uris in names else None,
+                    None,
+                )
+                # Vectors of an import are not kept in memory: it stays bounded however large.
+                if op == "add":
+                    self._engine.add(row_ids, emb, docs, row_uris, metas, cache_vectors=False)
+                else:
+                    self._engine.upsert(
+                        row_ids, emb, docs, row_uris, metas, update_only=False, cache_vectors=False
+                    )
+                total += batch.num_rows
+                if bar is not None:
+                    bar.update(batch.num_rows)
+        finally:
+            if bar is not None:
+                bar.close()
         return total
 
     def duckdb(self, con: Any = None):

@@ -7,6 +7,7 @@ loses the race for the next one.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -46,7 +47,8 @@ class CollectionEngine:
         self._indexes: dict[str, Index] = {}
         self._indexes_lock = threading.Lock()
         self.indexer = Indexer(self)
-        self.auto_index = True
+        # LAKEVEC_AUTO_INDEX=0 leaves indexing to wait_for_index() (bulk loads, measurements)
+        self.auto_index = os.environ.get("LAKEVEC_AUTO_INDEX", "1") != "0"
 
     # -- lifecycle -----------------------------------------------------------------------
     def create(self, config: dict[str, Any]) -> None:
@@ -90,7 +92,7 @@ class CollectionEngine:
         raise CommitFailedError(f"gave up after {MAX_ATTEMPTS} attempts: other writers kept committing first")
 
     # -- writes --------------------------------------------------------------------------
-    def _write(self, plan: Callable[[Snapshot], Change]) -> Any:
+    def _write(self, plan: Callable[[Snapshot], Change], cache_vectors: bool = True) -> Any:
         with self._lock:
             prior: Written | None = None
             for attempt in range(MAX_ATTEMPTS):
@@ -105,7 +107,7 @@ class CollectionEngine:
                     discard(prior, written, self.cache)
                 if manifest is not None:
                     if written.entry is not None and written.table is not None:
-                        self.cache.put(written.entry, written.table)
+                        self.cache.put(written.entry, written.table, vectors=cache_vectors)
                     for path, rows in written.deletes.items():
                         self.cache.put_deletes(path, rows)
                     self._install(manifest)
@@ -120,12 +122,15 @@ class CollectionEngine:
                 f"gave up after {MAX_ATTEMPTS} attempts: other writers kept committing first"
             )
 
-    def add(self, ids, embeddings, documents, uris, metadatas) -> None:
-        self._write(lambda s: plan_add(s, ids, embeddings, documents, uris, metadatas))
+    def add(self, ids, embeddings, documents, uris, metadatas, *, cache_vectors: bool = True) -> None:
+        self._write(lambda s: plan_add(s, ids, embeddings, documents, uris, metadatas), cache_vectors)
 
-    def upsert(self, ids, embeddings, documents, uris, metadatas, *, update_only: bool) -> None:
+    def upsert(
+        self, ids, embeddings, documents, uris, metadatas, *, update_only: bool, cache_vectors: bool = True
+    ) -> None:
         self._write(
-            lambda s: plan_upsert(s, ids, embeddings, documents, uris, metadatas, update_only=update_only)
+            lambda s: plan_upsert(s, ids, embeddings, documents, uris, metadatas, update_only=update_only),
+            cache_vectors,
         )
 
     def delete(self, ids=None, where=None, where_document=None, where_sql=None) -> int:

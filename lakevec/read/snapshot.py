@@ -118,12 +118,14 @@ class FragmentCache:
     def path(self, relative: str) -> str:
         return f"{self.directory}/{relative}"
 
-    def put(self, entry: FragmentEntry, table: pa.Table) -> None:
+    def put(self, entry: FragmentEntry, table: pa.Table, vectors: bool = True) -> None:
         """Remember a fragment this process just wrote, so it is not read back while it stays
-        in the vector cache."""
+        in the vector cache. Bulk imports pass ``vectors=False``: their vectors are read back
+        when needed instead of filling memory as the import grows."""
         full = self.path(entry.path)
         data = FragmentData(flatten(table), lambda: self._read_embeddings(full))
-        VECTORS.put(data.key, embeddings_of(table))
+        if vectors:
+            VECTORS.put(data.key, embeddings_of(table))
         self._fragments[entry.path] = data
 
     def put_deletes(self, relative: str, rows: np.ndarray) -> None:

@@ -33,15 +33,19 @@ def record_batches(data: Any, batch_size: int) -> Iterator[pa.RecordBatch]:
         suffix = "." + data.rsplit(".", 1)[-1].lower() if "." in data else ""
         if suffix not in _FORMATS:
             raise InvalidArgumentError(f"cannot tell the format of {data!r}: use .parquet, .csv or .jsonl")
-        reader = ds.dataset(data, format=_FORMATS[suffix]).scanner(batch_size=batch_size).to_reader()
+        reader = (
+            ds.dataset(data, format=_FORMATS[suffix])
+            .scanner(batch_size=batch_size, batch_readahead=1, fragment_readahead=1)
+            .to_reader()
+        )
     elif isinstance(data, pa.RecordBatchReader):
         reader = data
     elif isinstance(data, pa.Table):
         reader = data.to_reader(max_chunksize=batch_size)
     elif hasattr(data, "scanner"):  # a pyarrow Dataset
-        reader = data.scanner(batch_size=batch_size).to_reader()
-    elif hasattr(data, "collect") and hasattr(data, "lazy"):  # a polars LazyFrame
-        reader = data.collect().to_arrow().to_reader(max_chunksize=batch_size)
+        reader = data.scanner(batch_size=batch_size, batch_readahead=1, fragment_readahead=1).to_reader()
+    elif hasattr(data, "collect_batches"):  # a polars LazyFrame: streamed by its engine
+        reader = (df.to_arrow() for df in data.collect_batches(chunk_size=batch_size))
     elif hasattr(data, "fetch_record_batch"):  # a DuckDB relation
         reader = data.fetch_record_batch(batch_size)
     elif hasattr(data, "__arrow_c_stream__"):  # polars / pandas DataFrames and other producers
@@ -53,6 +57,55 @@ def record_batches(data: Any, batch_size: int) -> Iterator[pa.RecordBatch]:
     for batch in reader:
         for start in range(0, batch.num_rows, batch_size):
             yield batch.slice(start, batch_size)
+
+
+TARGET_BATCH_BYTES = 64 << 20
+
+
+def _schema(data: Any) -> pa.Schema | None:
+    try:
+        if isinstance(data, (pa.Table, pa.RecordBatchReader)) or hasattr(data, "scanner"):
+            return data.schema
+        if isinstance(data, str):
+            import pyarrow.dataset as ds
+
+            return ds.dataset(
+                data, format=_FORMATS.get("." + data.rsplit(".", 1)[-1].lower(), "parquet")
+            ).schema
+    except Exception:
+        return None
+    return None
+
+
+def default_batch_rows(data: Any, embedding_column: str | None) -> int:
+    """Rows per batch so one batch of vectors is about 64 MiB (fewer, larger fragments)."""
+    schema = _schema(data)
+    dim = 384
+    if schema is not None and embedding_column in schema.names:
+        kind = schema.field(embedding_column).type
+        if pa.types.is_fixed_size_list(kind):
+            dim = kind.list_size
+    return int(min(100_000, max(1_000, TARGET_BATCH_BYTES // (4 * dim))))
+
+
+def row_count(data: Any) -> int | None:
+    """Rows in the input when that is cheap to know (for the progress bar), else None."""
+    try:
+        if isinstance(data, pa.Table):
+            return data.num_rows
+        if hasattr(data, "count_rows"):  # a pyarrow Dataset: from Parquet footers
+            return data.count_rows()
+        if isinstance(data, str) and _FORMATS.get("." + data.rsplit(".", 1)[-1].lower()) == "parquet":
+            import pyarrow.dataset as ds
+
+            return ds.dataset(data, format="parquet").count_rows()
+        if hasattr(data, "height") and not hasattr(data, "collect_batches"):  # a polars DataFrame
+            return data.height
+        if hasattr(data, "shape") and hasattr(data, "columns"):  # pandas
+            return int(data.shape[0])
+    except Exception:
+        return None
+    return None
 
 
 def embeddings_from(column: pa.Array | pa.ChunkedArray) -> np.ndarray:

@@ -1,0 +1,171 @@
+"""Bulk import benchmark: ``Collection.add_table`` against LanceDB's ``tbl.add`` on the same data.
+
+    python benchmarks/import_table.py                    # 1,000,000 x 384 (the issue's setting)
+    python benchmarks/import_table.py --n 20000 --out /tmp/x   # a smoke run
+
+Every (system, source) pair runs in its own process, so peak RSS (ru_maxrss) is that import's
+alone. Sources: a Parquet file (streamed) and a Polars DataFrame already in memory (its size is
+part of that process's RSS, for both systems). Neither system builds an ANN index during the
+import (lakevec's background indexer is off: ``LAKEVEC_AUTO_INDEX=0``; LanceDB's add does not
+index). Writes benchmarks/results/<date>-<machine>-import.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.common import header, write  # noqa: E402
+
+PAIRS = [("lakevec", "parquet"), ("lakevec", "polars"), ("lancedb", "parquet"), ("lancedb", "polars")]
+
+
+def make_parquet(path: Path, n: int, dim: int, seed: int = 0) -> None:
+    """Random unit vectors plus a document and three typed metadata columns, in 64k-row groups."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    writer = None
+    for start in range(0, n, 65536):
+        m = min(65536, n - start)
+        emb = rng.standard_normal((m, dim), dtype=np.float32)
+        emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+        idx = np.arange(start, start + m)
+        table = pa.table(
+            {
+                "id": pa.array(np.char.add("doc-", idx.astype(str))),
+                "document": pa.array(np.char.add("document number ", idx.astype(str))),
+                "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), dim),
+                "category": pa.array(np.char.add("c", (idx % 10).astype(str))),
+                "year": pa.array(rng.integers(2000, 2025, m)),
+                "score": pa.array(rng.random(m)),
+            }
+        )
+        writer = writer or pq.ParquetWriter(path, table.schema)
+        writer.write_table(table)
+    writer.close()
+
+
+def child(system: str, source: str, path: str, workdir: str) -> dict:
+    """One import in this process; returns its figures."""
+    data = path
+    if source == "polars":
+        import polars as pl
+
+        data = pl.read_parquet(path)
+    start = time.perf_counter()
+    if system == "lakevec":
+        os.environ["LAKEVEC_AUTO_INDEX"] = "0"
+        import lakevec
+
+        client = lakevec.PersistentClient(workdir)
+        collection = client.create_collection("bench", embedding_function=None)
+        rows = collection.add_table(data)
+        count = collection.count()
+    else:
+        import lancedb
+        import pyarrow.parquet as pq
+
+        db = lancedb.connect(workdir)
+        if source == "parquet":
+            parquet = pq.ParquetFile(path)
+            table = db.create_table("bench", schema=parquet.schema_arrow)
+            table.add(parquet.iter_batches(batch_size=65536))
+        else:
+            table = db.create_table("bench", schema=data.to_arrow().schema)
+            table.add(data)
+        count = rows = table.count_rows()
+    seconds = time.perf_counter() - start
+    return {
+        "system": system,
+        "source": source,
+        "rows": rows,
+        "count": count,
+        "seconds": round(seconds, 2),
+        "rows_per_s": round(rows / seconds),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--dim", type=int, default=384)
+    parser.add_argument("--systems", default="lakevec,lancedb")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--child", nargs=4, metavar=("SYSTEM", "SOURCE", "PATH", "WORKDIR"))
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(*args.child)))
+        return {}
+
+    systems = args.systems.split(",")
+    result = header("import", "import_table.py", argv, n=args.n, dim=args.dim, runs=[])
+    tmp = Path(tempfile.mkdtemp(prefix="lakevec-import-"))
+    try:
+        data = tmp / "input.parquet"
+        make_parquet(data, args.n, args.dim)
+        result["input_bytes"] = data.stat().st_size
+        for system, source in PAIRS:
+            if system not in systems:
+                continue
+            workdir = tmp / f"{system}-{source}"
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", system, source, str(data), str(workdir)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            run = json.loads(out.stdout.strip().splitlines()[-1])
+            run["disk_bytes"] = sum(f.stat().st_size for f in workdir.rglob("*") if f.is_file())
+            result["runs"].append(run)
+            shutil.rmtree(workdir, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    by = {(r["system"], r["source"]): r for r in result["runs"]}
+    lines = [
+        f"# Import {args.n:,} x {args.dim} rows ({result['date']})",
+        "",
+        f"Command: `{result['command']}`  ",
+        f"Machine: {result['machine']['cpus']} CPUs, {result['machine']['platform']}",
+        "",
+        "| system | source | rows/s | seconds | peak RSS (MB) | on disk (MB) |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for r in result["runs"]:
+        lines.append(
+            f"| {r['system']} | {r['source']} | {r['rows_per_s']:,} | {r['seconds']} | {r['peak_rss_mb']:,} "
+            f"| {r['disk_bytes'] / 1e6:,.0f} |"
+        )
+    ratios = []
+    for source in ("parquet", "polars"):
+        ours, theirs = by.get(("lakevec", source)), by.get(("lancedb", source))
+        if ours and theirs:
+            ratio = ours["rows_per_s"] / theirs["rows_per_s"]
+            result[f"ratio_{source}"] = round(ratio, 2)
+            ratios.append(f"{source}: lakevec/LanceDB rows/s = {ratio:.2f}x")
+    if ratios:
+        lines += ["", "; ".join(ratios)]
+    lines += [
+        "",
+        f"Input Parquet: {result['input_bytes'] / 1e6:,.0f} MB. No ANN index is built by either import.",
+    ]
+    write(result, args.out, "\n".join(lines) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
