@@ -33,8 +33,10 @@ test: install-test
 	$(BIN)/python -m pytest
 
 bench: install-test
+	$(BIN)/pip install -q -e ".[test,bench]"
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/query.py
+	$(BIN)/python benchmarks/import_table.py
 
 lint: install-test
 	$(BIN)/ruff check lakevec tests benchmarks

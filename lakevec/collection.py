@@ -304,6 +304,7 @@ class Collection:
     ) -> int:
         from lakevec.write.embed import progress_bar
         from lakevec.write.table_input import (
+            columnar_metadata,
             default_batch_rows,
             embeddings_from,
             metadata_from,
@@ -321,17 +322,20 @@ class Collection:
                     raise InvalidArgumentError(f"the table has no id column {ids!r}")
                 named = {ids, documents, embeddings, uris} - {None}
                 meta_columns = metadatas if metadatas is not None else [n for n in names if n not in named]
+                # add: typed Arrow columns go straight to the fragment; upsert merges per row
+                columnar = columnar_metadata(batch, meta_columns) if op == "add" else None
                 row_ids, emb, metas, docs, row_uris = self._prepare(
                     op,
                     batch.column(ids).to_pylist(),
                     embeddings_from(batch.column(embeddings)) if embeddings in names else None,
-                    metadata_from(batch, meta_columns),
+                    metadata_from(batch, meta_columns) if columnar is None else None,
                     batch.column(documents).to_pylist() if documents in names else None,
                     batch.column(uris).to_pylist() if uris in names else None,
                     None,
                 )
                 # Vectors of an import are not kept in memory: it stays bounded however large.
                 if op == "add":
+                    metas = columnar if columnar is not None else metas
                     self._engine.add(row_ids, emb, docs, row_uris, metas, cache_vectors=False)
                 else:
                     self._engine.upsert(

@@ -55,3 +55,12 @@ def test_query_benchmark_smoke(tmp_path):
     assert set(lake) == {"unfiltered", "filter 25% (cat == red)", "filter 1% (i range)"}
     assert all(0 <= w["recall_at_10"] <= 1 for w in lake.values())
     assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json", ".md"]
+
+
+def test_import_benchmark_smoke(tmp_path):
+    from benchmarks import import_table
+
+    result = import_table.main(["--n", "3000", "--dim", "16", "--systems", "lakevec", "--out", str(tmp_path)])
+    runs = {r["source"]: r for r in result["runs"]}
+    assert runs["parquet"]["rows"] == runs["polars"]["count"] == 3000
+    assert runs["parquet"]["peak_rss_mb"] > 0

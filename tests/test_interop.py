@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
 import lakevec
 
@@ -202,3 +203,53 @@ def test_streaming_import_memory_is_bounded(tmp_path):
     rows, count, base_mb, peak_mb, _seconds = out.stdout.split()
     assert int(rows) == 1_000_000 and int(count) == 1_025_000
     assert int(peak_mb) - int(base_mb) < 128, out.stdout
+
+
+def test_add_table_typed_columns_store_like_add(tmp_path):
+    """add_table's Arrow path (no dicts) stores exactly what add() stores from the same values."""
+    import numpy as np
+
+    client = lakevec.PersistentClient(str(tmp_path / "db"))
+    table = pa.table(
+        {
+            "id": ["a", "b", "c"],
+            "embedding": pa.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], pa.list_(pa.float32())),
+            "small": pa.array([1, None, 3], pa.int8()),
+            "ratio": pa.array([0.5, 1.5, None], pa.float32()),
+            "genre": pa.array(["x", "y", "x"]).dictionary_encode(),
+            "tags": pa.array([["p", "q"], None, ["r"]]),
+            "flag": pa.array([True, False, None]),
+        }
+    )
+    fast = client.create_collection("fast", embedding_function=None)
+    fast.add_table(table)
+    slow = client.create_collection("slow", embedding_function=None)
+    slow.add(
+        ids=["a", "b", "c"],
+        embeddings=np.array([[1, 0], [0, 1], [1, 1]], dtype=np.float32),
+        metadatas=[
+            {"small": 1, "ratio": 0.5, "genre": "x", "tags": ["p", "q"], "flag": True},
+            {"ratio": 1.5, "genre": "y", "flag": False},
+            {"small": 3, "genre": "x", "tags": ["r"]},
+        ],
+    )
+    assert fast.get()["metadatas"] == slow.get()["metadatas"]
+    assert fast.get(where={"tags": {"$contains": "r"}})["ids"] == ["c"]
+    assert fast.to_arrow().schema == slow.to_arrow().schema
+
+
+@pytest.mark.parametrize(
+    "column, message",
+    [
+        (pa.array([1.0, float("nan")]), "finite"),
+        (pa.array([2**64 - 1, 1], pa.uint64()), "64 bits"),
+        (pa.array([["a"], []]), "non-empty"),
+        (pa.array([["a"], ["b", None]]), "only str"),
+    ],
+)
+def test_add_table_bad_typed_metadata_is_refused(tmp_path, column, message):
+    col = lakevec.PersistentClient(str(tmp_path / "db")).create_collection("bad", embedding_function=None)
+    table = pa.table({"id": ["a", "b"], "embedding": pa.array([[1.0], [2.0]]), "m": column})
+    with pytest.raises(lakevec.errors.InvalidArgumentError, match=message):
+        col.add_table(table)
+    assert col.count() == 0

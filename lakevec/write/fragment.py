@@ -31,6 +31,22 @@ META_PREFIX = "m:"  # flattened metadata columns in memory: "m:<field name>"
 
 
 @dataclass
+class ColumnarMetadata:
+    """Metadata that arrived as typed Arrow columns (``add_table``): one array per (key, kind).
+    It goes to the fragment as it is, without a detour through Python dicts."""
+
+    columns: dict[tuple[str, str], pa.Array]
+    length: int
+
+    def __len__(self) -> int:
+        return self.length
+
+    def take(self, index: np.ndarray) -> ColumnarMetadata:
+        rows = pa.array(index, type=pa.int64())
+        return ColumnarMetadata({k: v.take(rows) for k, v in self.columns.items()}, len(index))
+
+
+@dataclass
 class RowBatch:
     """Validated rows ready to be written; every list has one entry per id."""
 
@@ -38,7 +54,7 @@ class RowBatch:
     embeddings: np.ndarray  # (n, dim) float32, C-contiguous
     documents: list[str | None]
     uris: list[str | None]
-    metadatas: list[dict[str, Any] | None]
+    metadatas: list[dict[str, Any] | None] | ColumnarMetadata
     seq: np.ndarray  # int64
 
     def __len__(self) -> int:
@@ -73,9 +89,13 @@ def allocate_fields(
 
 
 def metadata_columns(
-    metadatas: list[dict[str, Any] | None], fields: tuple[MetadataField, ...]
+    metadatas: list[dict[str, Any] | None] | ColumnarMetadata, fields: tuple[MetadataField, ...]
 ) -> tuple[tuple[MetadataField, ...], dict[str, pa.Array]]:
     """Split metadata dicts into one typed column per field (the fields grow as needed)."""
+    if isinstance(metadatas, ColumnarMetadata):
+        fields = allocate_fields(fields, set(metadatas.columns))
+        by_pair = {(f.key, f.kind): f for f in fields}
+        return fields, {by_pair[pair].name: array for pair, array in metadatas.columns.items()}
     n = len(metadatas)
     values: dict[tuple[str, str], list[Any]] = {}
     for i, md in enumerate(metadatas):

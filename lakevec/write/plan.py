@@ -13,7 +13,7 @@ import numpy as np
 
 from lakevec.read.rows import metadata_dicts
 from lakevec.read.snapshot import Snapshot
-from lakevec.write.fragment import RowBatch
+from lakevec.write.fragment import ColumnarMetadata, RowBatch
 
 
 @dataclass
@@ -28,9 +28,11 @@ class Change:
         return (self.batch is None or len(self.batch) == 0) and len(self.dead) == 0
 
 
-def _pick(values: list | None, index: np.ndarray) -> list:
+def _pick(values: list | ColumnarMetadata | None, index: np.ndarray) -> list | ColumnarMetadata:
     if values is None:
         return [None] * len(index)
+    if isinstance(values, ColumnarMetadata):
+        return values.take(index)
     return [values[i] for i in index]
 
 

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakevec.errors import InvalidArgumentError
+from lakevec.write.fragment import ARROW_TYPES, ColumnarMetadata
 
 _FORMATS = {
     ".parquet": "parquet",
@@ -25,6 +26,10 @@ _FORMATS = {
 }
 
 
+def _scan(dataset: Any, batch_size: int) -> pa.RecordBatchReader:
+    return dataset.scanner(batch_size=batch_size, batch_readahead=1, fragment_readahead=1).to_reader()
+
+
 def record_batches(data: Any, batch_size: int) -> Iterator[pa.RecordBatch]:
     """Record batches of at most ``batch_size`` rows from a table-like input or a file path."""
     if isinstance(data, str):
@@ -33,19 +38,22 @@ def record_batches(data: Any, batch_size: int) -> Iterator[pa.RecordBatch]:
         suffix = "." + data.rsplit(".", 1)[-1].lower() if "." in data else ""
         if suffix not in _FORMATS:
             raise InvalidArgumentError(f"cannot tell the format of {data!r}: use .parquet, .csv or .jsonl")
-        reader = (
-            ds.dataset(data, format=_FORMATS[suffix])
-            .scanner(batch_size=batch_size, batch_readahead=1, fragment_readahead=1)
-            .to_reader()
-        )
+        fmt = _FORMATS[suffix]
+        if fmt == "parquet":  # without pre-buffering, a scan holds about one row group at a time
+            fmt = ds.ParquetFileFormat(
+                default_fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=False)
+            )
+        reader = _scan(ds.dataset(data, format=fmt), batch_size)
     elif isinstance(data, pa.RecordBatchReader):
         reader = data
     elif isinstance(data, pa.Table):
         reader = data.to_reader(max_chunksize=batch_size)
     elif hasattr(data, "scanner"):  # a pyarrow Dataset
-        reader = data.scanner(batch_size=batch_size, batch_readahead=1, fragment_readahead=1).to_reader()
+        reader = _scan(data, batch_size)
     elif hasattr(data, "collect_batches"):  # a polars LazyFrame: streamed by its engine
-        reader = (df.to_arrow() for df in data.collect_batches(chunk_size=batch_size))
+        reader = (b for df in data.collect_batches(chunk_size=batch_size) for b in df.to_arrow().to_batches())
+    elif hasattr(data, "iter_slices"):  # a polars DataFrame: converted a slice at a time
+        reader = (b for df in data.iter_slices(batch_size) for b in df.to_arrow().to_batches())
     elif hasattr(data, "fetch_record_batch"):  # a DuckDB relation
         reader = data.fetch_record_batch(batch_size)
     elif hasattr(data, "__arrow_c_stream__"):  # polars / pandas DataFrames and other producers
@@ -130,3 +138,53 @@ def metadata_from(batch: pa.RecordBatch, columns: list[str]) -> list[dict | None
         return None
     rows = batch.select(columns).to_pylist()
     return [{k: v for k, v in row.items() if v is not None} or None for row in rows]
+
+
+def _kind(kind: pa.DataType) -> str | None:
+    if pa.types.is_boolean(kind):
+        return "bool"
+    if pa.types.is_integer(kind):
+        return "int"
+    if pa.types.is_floating(kind):
+        return "float"
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
+        return "str"
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_list_view(kind):
+        inner = _kind(kind.value_type)
+        return f"list_{inner}" if inner in ("bool", "int", "float", "str") else None
+    return None
+
+
+def columnar_metadata(batch: pa.RecordBatch, columns: list[str]) -> ColumnarMetadata | None:
+    """The metadata columns as stored, checked with Arrow compute; ``None`` if any column needs
+    the row-by-row path (an unsupported type or a bad value: that path raises the clear error)."""
+    out: dict[tuple[str, str], pa.Array] = {}
+    for name in columns:
+        if not isinstance(name, str) or not name or name.startswith("#"):
+            return None
+        column = batch.column(name)
+        if isinstance(column, pa.ChunkedArray):
+            column = column.combine_chunks()
+        if pa.types.is_dictionary(column.type):
+            column = column.dictionary_decode()
+        kind = _kind(column.type)
+        if kind is None:
+            return None
+        if column.null_count == len(column):
+            continue
+        try:
+            column = column.cast(ARROW_TYPES[kind])  # safe: an out-of-range uint64 raises
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None
+        values = column
+        if kind.startswith("list_"):
+            lengths = pc.list_value_length(column)
+            if pc.any(pc.equal(lengths, 0)).as_py():
+                return None  # empty lists are an error
+            values = pc.list_flatten(column)
+            if values.null_count:
+                return None
+        if kind.endswith("float") and len(values) and not pc.all(pc.is_finite(values.drop_null())).as_py():
+            return None
+        out[(name, kind)] = column
+    return ColumnarMetadata(out, batch.num_rows)
