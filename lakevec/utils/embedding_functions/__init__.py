@@ -12,6 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from lakevec.utils.embedding_functions.base import EmbeddingFunctionBase
 from lakevec.utils.embedding_functions.onnx_mini_lm_l6_v2 import ModelNotFoundError, ONNXMiniLM_L6_V2
 from lakevec.utils.embedding_functions.openai_embedding_function import OpenAIEmbeddingFunction
 from lakevec.utils.embedding_functions.sentence_transformer_embedding_function import (
@@ -41,7 +42,7 @@ def register_embedding_function(cls: Any) -> Any:
 _shared_default: ONNXMiniLM_L6_V2 | None = None
 
 
-class DefaultEmbeddingFunction:
+class DefaultEmbeddingFunction(EmbeddingFunctionBase):
     """Chroma's default: delegates to one shared :class:`ONNXMiniLM_L6_V2` per process."""
 
     def __call__(self, input: Documents) -> Embeddings:
@@ -52,9 +53,6 @@ class DefaultEmbeddingFunction:
         if _shared_default is None:
             _shared_default = ONNXMiniLM_L6_V2()
         return _shared_default.embed(input)
-
-    def embed_query(self, input: Documents) -> Embeddings:
-        return self(input)
 
     @staticmethod
     def name() -> str:
@@ -67,21 +65,8 @@ class DefaultEmbeddingFunction:
     def build_from_config(config: dict[str, Any]) -> DefaultEmbeddingFunction:
         return DefaultEmbeddingFunction()
 
-    @staticmethod
-    def validate_config(config: dict[str, Any]) -> None:
-        return None
-
-    def default_space(self) -> str:
-        return "cosine"
-
-    def supported_spaces(self) -> list[str]:
-        return ["cosine", "l2", "ip"]
-
     def max_tokens(self) -> int:
         return 256
-
-    def is_legacy(self) -> bool:
-        return False
 
 
 for _cls in (

