@@ -126,8 +126,9 @@ def main(argv: list[str] | None = None) -> dict:
                 [sys.executable, __file__, "--child", system, source, str(data), str(workdir)],
                 capture_output=True,
                 text=True,
-                check=True,
             )
+            if out.returncode:
+                raise RuntimeError(f"{system}/{source} import failed:\n{out.stderr[-3000:]}")
             run = json.loads(out.stdout.strip().splitlines()[-1])
             run["disk_bytes"] = sum(f.stat().st_size for f in workdir.rglob("*") if f.is_file())
             result["runs"].append(run)
