@@ -197,8 +197,6 @@ class Collection:
         lakevec extra) is a DuckDB boolean expression over ``id``, ``document`` and metadata keys."""
         ids = v.validate_filters(ids, where, where_document, where_sql)
         include = v.validate_include(_GET_DEFAULT if include is None else include, allow_distances=False)
-        if "data" in include:
-            raise InvalidArgumentError("You must set a data loader on the collection if loading from URIs.")
         limit = v.validate_limit(limit, "limit")
         offset = v.validate_limit(offset, "offset")
         return self._engine.get(
@@ -234,8 +232,6 @@ class Collection:
             )
         n_results = v.validate_n_results(n_results)
         include = v.validate_include(_QUERY_DEFAULT if include is None else include, allow_distances=True)
-        if "data" in include:
-            raise InvalidArgumentError("You must set a data loader on the collection if loading from URIs.")
         ids = v.validate_filters(ids, where, where_document, where_sql)
         if query_texts is not None:
             texts = v.validate_documents(
@@ -308,10 +304,12 @@ class Collection:
             default_batch_rows,
             embeddings_from,
             metadata_from,
+            open_input,
             record_batches,
             row_count,
         )
 
+        data = open_input(data)
         batches = record_batches(data, batch_size or default_batch_rows(data, embeddings))
         bar = progress_bar(row_count(data) or 0, f"{op}_table", "row")
         total = 0

@@ -116,7 +116,7 @@ def plan_upsert(
         out_emb = snap.embeddings(old_pos)
 
     old_meta = metadata_dicts(old, snap.manifest.fields)
-    given_meta = _pick(metadatas, order) if metadatas is not None else [None] * len(order)
+    given_meta = _pick(metadatas, order)
     out_meta = [_merge_metadata(o, m) for o, m in zip(old_meta, given_meta[:n_found])]
     out_meta += [_merge_metadata(None, m) for m in given_meta[n_found:]]
 

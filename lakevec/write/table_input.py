@@ -26,37 +26,39 @@ _FORMATS = {
 }
 
 
-def _scan(dataset: Any, batch_size: int) -> pa.RecordBatchReader:
-    return dataset.scanner(batch_size=batch_size, batch_readahead=1, fragment_readahead=1).to_reader()
+def open_input(data: Any) -> Any:
+    """A path becomes a pyarrow Dataset (format from its suffix); anything else is returned as is.
+    Called once per import, so the batch size, row count and scan share one opened dataset."""
+    if not isinstance(data, str):
+        return data
+    import pyarrow.dataset as ds
+
+    suffix = "." + data.rsplit(".", 1)[-1].lower() if "." in data else ""
+    if suffix not in _FORMATS:
+        raise InvalidArgumentError(f"cannot tell the format of {data!r}: use .parquet, .csv or .jsonl")
+    fmt: Any = _FORMATS[suffix]
+    if fmt == "parquet":  # without pre-buffering, a scan holds about one row group at a time
+        fmt = ds.ParquetFileFormat(
+            default_fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=False)
+        )
+    return ds.dataset(data, format=fmt)
 
 
 def record_batches(data: Any, batch_size: int) -> Iterator[pa.RecordBatch]:
-    """Record batches of at most ``batch_size`` rows from a table-like input or a file path."""
-    if isinstance(data, str):
-        import pyarrow.dataset as ds
-
-        suffix = "." + data.rsplit(".", 1)[-1].lower() if "." in data else ""
-        if suffix not in _FORMATS:
-            raise InvalidArgumentError(f"cannot tell the format of {data!r}: use .parquet, .csv or .jsonl")
-        fmt = _FORMATS[suffix]
-        if fmt == "parquet":  # without pre-buffering, a scan holds about one row group at a time
-            fmt = ds.ParquetFileFormat(
-                default_fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=False)
-            )
-        reader = _scan(ds.dataset(data, format=fmt), batch_size)
-    elif isinstance(data, pa.RecordBatchReader):
+    """Record batches of at most ``batch_size`` rows from a table-like input (see :func:`open_input`)."""
+    if isinstance(data, pa.RecordBatchReader):
         reader = data
     elif isinstance(data, pa.Table):
         reader = data.to_reader(max_chunksize=batch_size)
     elif hasattr(data, "scanner"):  # a pyarrow Dataset
-        reader = _scan(data, batch_size)
+        reader = data.scanner(batch_size=batch_size, batch_readahead=1, fragment_readahead=1).to_reader()
     elif hasattr(data, "collect_batches"):  # a polars LazyFrame: streamed by its engine
         reader = (b for df in data.collect_batches(chunk_size=batch_size) for b in df.to_arrow().to_batches())
     elif hasattr(data, "iter_slices"):  # a polars DataFrame: converted a slice at a time
         reader = (b for df in data.iter_slices(batch_size) for b in df.to_arrow().to_batches())
     elif hasattr(data, "fetch_record_batch"):  # a DuckDB relation
         reader = data.fetch_record_batch(batch_size)
-    elif hasattr(data, "__arrow_c_stream__"):  # polars / pandas DataFrames and other producers
+    elif hasattr(data, "__arrow_c_stream__"):  # pandas DataFrames and other producers
         reader = pa.RecordBatchReader.from_stream(data)
     else:
         raise InvalidArgumentError(
@@ -70,24 +72,9 @@ def record_batches(data: Any, batch_size: int) -> Iterator[pa.RecordBatch]:
 TARGET_BATCH_BYTES = 64 << 20
 
 
-def _schema(data: Any) -> pa.Schema | None:
-    try:
-        if isinstance(data, (pa.Table, pa.RecordBatchReader)) or hasattr(data, "scanner"):
-            return data.schema
-        if isinstance(data, str):
-            import pyarrow.dataset as ds
-
-            return ds.dataset(
-                data, format=_FORMATS.get("." + data.rsplit(".", 1)[-1].lower(), "parquet")
-            ).schema
-    except Exception:
-        return None
-    return None
-
-
 def default_batch_rows(data: Any, embedding_column: str | None) -> int:
     """Rows per batch so one batch of vectors is about 64 MiB (fewer, larger fragments)."""
-    schema = _schema(data)
+    schema = data.schema if isinstance(getattr(data, "schema", None), pa.Schema) else None
     dim = 384
     if schema is not None and embedding_column in schema.names:
         kind = schema.field(embedding_column).type
@@ -98,21 +85,16 @@ def default_batch_rows(data: Any, embedding_column: str | None) -> int:
 
 def row_count(data: Any) -> int | None:
     """Rows in the input when that is cheap to know (for the progress bar), else None."""
-    try:
-        if isinstance(data, pa.Table):
-            return data.num_rows
-        if hasattr(data, "count_rows"):  # a pyarrow Dataset: from Parquet footers
-            return data.count_rows()
-        if isinstance(data, str) and _FORMATS.get("." + data.rsplit(".", 1)[-1].lower()) == "parquet":
-            import pyarrow.dataset as ds
+    if isinstance(data, pa.Table):
+        return data.num_rows
+    if hasattr(data, "count_rows"):  # a pyarrow Dataset: free from Parquet footers only
+        import pyarrow.dataset as ds
 
-            return ds.dataset(data, format="parquet").count_rows()
-        if hasattr(data, "height") and not hasattr(data, "collect_batches"):  # a polars DataFrame
-            return data.height
-        if hasattr(data, "shape") and hasattr(data, "columns"):  # pandas
-            return int(data.shape[0])
-    except Exception:
-        return None
+        return data.count_rows() if isinstance(data.format, ds.ParquetFileFormat) else None
+    if hasattr(data, "height"):  # a polars DataFrame
+        return data.height
+    if hasattr(data, "shape") and hasattr(data, "columns"):  # pandas
+        return int(data.shape[0])
     return None
 
 

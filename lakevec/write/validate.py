@@ -336,6 +336,8 @@ def validate_include(include: Any, *, allow_distances: bool) -> list[str]:
             )
         if item == "distances" and not allow_distances:
             raise InvalidArgumentError(f"Include item cannot be one of distances, got {item}")
+    if "data" in include:
+        raise InvalidArgumentError("You must set a data loader on the collection if loading from URIs.")
     return list(include)
 
 
