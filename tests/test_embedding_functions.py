@@ -116,8 +116,16 @@ def test_corrupt_weights_are_refused(tmp_path, monkeypatch):
         shutil.copy(default_model_dir() / name, model / name)
     (model / "model.safetensors").write_bytes(b"not the weights")
     monkeypatch.setattr(runner, "default_model_dir", lambda: model)
+    monkeypatch.setattr(runner, "_LOADED", {})  # a process that has not loaded the model yet
     with pytest.raises(FileNotFoundError, match="sha256"):
         ONNXMiniLM_L6_V2()(["x"])
+
+
+def test_instances_share_one_loaded_model(minilm):
+    a, b = ONNXMiniLM_L6_V2(), ONNXMiniLM_L6_V2()
+    a.load()
+    b.load()
+    assert a._session is b._session is minilm._session
 
 
 def test_default_collection_embeds_and_remembers_its_function(tmp_path):

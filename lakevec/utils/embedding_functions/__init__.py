@@ -39,20 +39,18 @@ def register_embedding_function(cls: Any) -> Any:
     return cls
 
 
-_shared_default: ONNXMiniLM_L6_V2 | None = None
-
-
 class DefaultEmbeddingFunction(EmbeddingFunctionBase):
-    """Chroma's default: delegates to one shared :class:`ONNXMiniLM_L6_V2` per process."""
+    """Chroma's default: all-MiniLM-L6-v2 through :class:`ONNXMiniLM_L6_V2` (whose loaded model
+    is shared by every instance in the process)."""
+
+    def __init__(self) -> None:
+        self._runner = ONNXMiniLM_L6_V2()
 
     def __call__(self, input: Documents) -> Embeddings:
         return list(self.embed(input))
 
     def embed(self, input: Documents) -> np.ndarray:
-        global _shared_default
-        if _shared_default is None:
-            _shared_default = ONNXMiniLM_L6_V2()
-        return _shared_default.embed(input)
+        return self._runner.embed(input)
 
     @staticmethod
     def name() -> str:

