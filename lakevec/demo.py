@@ -13,6 +13,8 @@ import sys
 import time
 
 import polars as pl
+import pyarrow as pa
+from tqdm import tqdm
 
 import lakevec
 from lakevec.datasets import news_articles
@@ -33,22 +35,14 @@ QUERIES = [
 ]
 
 
-def ingest(collection: lakevec.Collection, limit: int | None) -> None:
-    table = news_articles(limit=limit).drop_columns(["text", "url"])
+def ingest(collection: lakevec.Collection, table: pa.Table) -> None:
     print(f"Embedding and storing {table.num_rows:,} articles (title + lead) with all-MiniLM-L6-v2 ...")
-    try:
-        from tqdm import tqdm
-
-        bar = tqdm(total=table.num_rows, unit="doc", file=sys.stdout, dynamic_ncols=True)
-    except ImportError:  # pragma: no cover - tqdm is a dependency
-        bar = None
+    bar = tqdm(total=table.num_rows, unit="doc", file=sys.stdout, dynamic_ncols=True)
     start = time.perf_counter()
     for offset in range(0, table.num_rows, CHUNK):
         collection.add_table(table.slice(offset, CHUNK))  # documents -> default embedder -> Parquet
-        if bar is not None:
-            bar.update(min(CHUNK, table.num_rows - offset))
-    if bar is not None:
-        bar.close()
+        bar.update(min(CHUNK, table.num_rows - offset))
+    bar.close()
     took = time.perf_counter() - start
     print(f"Ingested {table.num_rows:,} articles in {took:.1f} s ({table.num_rows / took:.0f} docs/s)")
 
@@ -78,8 +72,8 @@ def main() -> None:
     limit = int(os.environ["LAKEVEC_DEMO_LIMIT"]) if os.environ.get("LAKEVEC_DEMO_LIMIT") else None
     client = lakevec.PersistentClient(ROOT)
     collection = client.get_or_create_collection(NAME, configuration={"hnsw": {"space": "cosine"}})
-    expected = limit or news_articles(limit=None).num_rows
-    if collection.count() >= expected:
+    articles = news_articles(limit=limit).drop_columns(["text", "url"])
+    if collection.count() >= articles.num_rows:
         print(
             f"Found the '{NAME}' collection in {ROOT} with {collection.count():,} articles: skipping ingest."
         )
@@ -87,7 +81,7 @@ def main() -> None:
         if collection.count():
             client.delete_collection(NAME)  # an interrupted earlier run: start clean
             collection = client.create_collection(NAME, configuration={"hnsw": {"space": "cosine"}})
-        ingest(collection, limit)
+        ingest(collection, articles)
 
     for query, where, where_document in QUERIES:
         result = collection.query(
@@ -104,7 +98,7 @@ def main() -> None:
     with pl.Config(tbl_rows=12, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
         print(summary.pl())
 
-    path = os.path.abspath(os.path.join(ROOT))
+    path = os.path.abspath(ROOT)
     print(f"\nThe collection is Parquet under {path}. Read it without lakevec:")
     files = f"{path}/collections/*/data/*.parquet"
     print(
