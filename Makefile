@@ -37,6 +37,7 @@ bench: install-test
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/query.py
 	$(BIN)/python benchmarks/import_table.py
+	$(BIN)/python benchmarks/embed.py
 
 lint: install-test
 	$(BIN)/ruff check lakevec tests benchmarks

@@ -64,3 +64,11 @@ def test_import_benchmark_smoke(tmp_path):
     runs = {r["source"]: r for r in result["runs"]}
     assert runs["parquet"]["rows"] == runs["polars"]["count"] == 3000
     assert runs["parquet"]["peak_rss_mb"] > 0
+
+
+def test_embed_benchmark_smoke(tmp_path):
+    from benchmarks import embed
+
+    result = embed.main(["--n", "40", "--chroma-n", "16", "--out", str(tmp_path)])
+    assert result["chroma_per_s"] > 0 and result["lakevec_1_thread_per_s"] > 0
+    assert result["max_abs_diff"] < 1e-5
