@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -312,37 +313,56 @@ class Collection:
         data = open_input(data)
         batches = record_batches(data, batch_size or default_batch_rows(data, embeddings))
         bar = progress_bar(row_count(data) or 0, f"{op}_table", "row")
+        named = {ids, documents, embeddings, uris} - {None}
+
+        def prepare(batch: pa.RecordBatch) -> tuple:
+            names = batch.schema.names
+            if ids not in names:
+                raise InvalidArgumentError(f"the table has no id column {ids!r}")
+            meta_columns = metadatas if metadatas is not None else [n for n in names if n not in named]
+            # add: typed Arrow columns go straight to the fragment; upsert merges per row
+            columnar = columnar_metadata(batch, meta_columns) if op == "add" else None
+            row_ids, emb, metas, docs, row_uris = self._prepare(
+                op,
+                batch.column(ids).to_pylist(),
+                embeddings_from(batch.column(embeddings)) if embeddings in names else None,
+                metadata_from(batch, meta_columns) if columnar is None else None,
+                batch.column(documents).to_pylist() if documents in names else None,
+                batch.column(uris).to_pylist() if uris in names else None,
+                None,
+            )
+            return row_ids, emb, docs, row_uris, columnar if columnar is not None else metas
+
+        def write(row_ids, emb, docs, row_uris, metas) -> int:
+            # Vectors of an import are not kept in memory: it stays bounded however large.
+            if op == "add":
+                self._engine.add(row_ids, emb, docs, row_uris, metas, cache_vectors=False)
+            else:
+                self._engine.upsert(
+                    row_ids, emb, docs, row_uris, metas, update_only=False, cache_vectors=False
+                )
+            if bar is not None:
+                bar.update(len(row_ids))
+            return len(row_ids)
+
+        # Batch k is written and committed on a worker while batch k+1 is read and validated
+        # here; commits stay in input order, one at a time.
         total = 0
+        pending: Future | None = None
+        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lakevec-import")
         try:
             for batch in batches:
-                names = batch.schema.names
-                if ids not in names:
-                    raise InvalidArgumentError(f"the table has no id column {ids!r}")
-                named = {ids, documents, embeddings, uris} - {None}
-                meta_columns = metadatas if metadatas is not None else [n for n in names if n not in named]
-                # add: typed Arrow columns go straight to the fragment; upsert merges per row
-                columnar = columnar_metadata(batch, meta_columns) if op == "add" else None
-                row_ids, emb, metas, docs, row_uris = self._prepare(
-                    op,
-                    batch.column(ids).to_pylist(),
-                    embeddings_from(batch.column(embeddings)) if embeddings in names else None,
-                    metadata_from(batch, meta_columns) if columnar is None else None,
-                    batch.column(documents).to_pylist() if documents in names else None,
-                    batch.column(uris).to_pylist() if uris in names else None,
-                    None,
-                )
-                # Vectors of an import are not kept in memory: it stays bounded however large.
-                if op == "add":
-                    metas = columnar if columnar is not None else metas
-                    self._engine.add(row_ids, emb, docs, row_uris, metas, cache_vectors=False)
-                else:
-                    self._engine.upsert(
-                        row_ids, emb, docs, row_uris, metas, update_only=False, cache_vectors=False
-                    )
-                total += batch.num_rows
-                if bar is not None:
-                    bar.update(batch.num_rows)
+                prepared = prepare(batch)
+                if pending is not None:
+                    total += pending.result()
+                pending = writer.submit(write, *prepared)
+            if pending is not None:
+                total += pending.result()
+                pending = None
         finally:
+            if pending is not None:  # a later batch failed: its predecessor still lands
+                wait([pending])
+            writer.shutdown()
             if bar is not None:
                 bar.close()
         return total

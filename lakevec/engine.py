@@ -106,12 +106,12 @@ class CollectionEngine:
                 if prior is not None:
                     discard(prior, written, self.cache)
                 if manifest is not None:
-                    if written.entry is not None and written.table is not None:
-                        self.cache.put(written.entry, written.table, vectors=cache_vectors)
+                    for entry, part in zip(written.entries, written.parts):
+                        self.cache.put(entry, part, vectors=cache_vectors)
                     for path, rows in written.deletes.items():
                         self.cache.put_deletes(path, rows)
                     self._install(manifest)
-                    if self.auto_index and written.entry is not None:
+                    if self.auto_index and written.entries:
                         self.indexer.notify()
                     return change.result
                 prior = written
@@ -149,7 +149,16 @@ class CollectionEngine:
         return len(self.snapshot())
 
     def dimension(self) -> int | None:
-        return self.snapshot().manifest.dimension
+        """The dimension for validating a call. While a write of this engine is in flight (an
+        import validates batch k+1 as batch k commits) the installed version answers instead of
+        waiting: the commit checks the dimension again."""
+        if self._lock.acquire(blocking=False):
+            try:
+                return self.snapshot().manifest.dimension
+            finally:
+                self._lock.release()
+        snap = self._snapshot
+        return snap.manifest.dimension if snap is not None else self.snapshot().manifest.dimension
 
     def get(self, *, ids, where, where_document, limit, offset, include, where_sql=None) -> dict[str, Any]:
         snap = self.snapshot()

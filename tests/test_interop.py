@@ -253,3 +253,45 @@ def test_add_table_bad_typed_metadata_is_refused(tmp_path, column, message):
     with pytest.raises(lakevec.errors.InvalidArgumentError, match=message):
         col.add_table(table)
     assert col.count() == 0
+
+
+def test_add_table_failing_batch_keeps_earlier_batches_only(tmp_path):
+    """Batches commit in order while the next one is validated: a bad batch stops the import
+    there; the batches before it are committed, nothing of it or after it is."""
+    import pytest
+
+    from lakevec.errors import InvalidArgumentError
+
+    col = lakevec.PersistentClient(str(tmp_path)).create_collection("col", embedding_function=None)
+    emb = np.ones((30, 4), dtype=np.float32)
+    emb[25, 1] = np.nan  # in the third batch of 10
+    table = pa.table(
+        {
+            "id": [f"r{i}" for i in range(30)],
+            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), 4),
+        }
+    )
+    with pytest.raises(InvalidArgumentError):
+        col.add_table(table, batch_size=10)
+    assert sorted(col.get()["ids"], key=lambda s: int(s[1:])) == [f"r{i}" for i in range(20)]
+    assert col.add_table(table.slice(20, 5), batch_size=10) == 5
+    assert col.count() == 25
+
+
+def test_large_batch_is_written_as_parallel_fragments(tmp_path, monkeypatch):
+    """A batch over PART_BYTES is split into fragments encoded side by side; reads see one table."""
+    from lakevec.write import commit
+
+    monkeypatch.setattr(commit, "PART_BYTES", 4 * 4 * 100)  # 100 rows of dim 4 per part
+    monkeypatch.setattr(commit, "WRITERS", 2)
+    col = lakevec.PersistentClient(str(tmp_path)).create_collection("col", embedding_function=None)
+    emb = np.random.default_rng(0).random((301, 4), dtype=np.float32)
+    col.add(ids=[f"r{i}" for i in range(301)], embeddings=emb, metadatas=[{"i": i} for i in range(301)])
+    manifest = col._engine.snapshot().manifest
+    assert [f.rows for f in manifest.fragments] == [151, 150]
+    got = col.get(ids=["r0", "r150", "r151", "r300"], include=["embeddings", "metadatas"])
+    assert [m["i"] for m in got["metadatas"]] == [0, 150, 151, 300]
+    assert np.allclose(got["embeddings"], emb[[0, 150, 151, 300]])
+    reopened = lakevec.PersistentClient(str(tmp_path)).get_collection("col")
+    res = reopened.query(query_embeddings=emb[[300]], n_results=1)
+    assert res["ids"] == [["r300"]]

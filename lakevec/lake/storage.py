@@ -10,15 +10,19 @@ from __future__ import annotations
 import os
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import fsspec
+import pyarrow as pa
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
 from lakevec.errors import StorageError
 
 _MEMORY_LOCK = threading.Lock()
+WRITE_CHUNK = 8 << 20
 
 
 class Storage:
@@ -71,12 +75,38 @@ class Storage:
         """Write an immutable file under a unique name, durably (fsync where it means anything)."""
         if self.local:
             os.makedirs(os.path.dirname(path), exist_ok=True)
+            view = memoryview(data)
             with open(path, "wb") as f:
-                f.write(data)
+                # one 64 MiB write() measured 5-10x slower than 8 MiB pieces on this VM's kernel
+                for start in range(0, len(view), WRITE_CHUNK):
+                    f.write(view[start : start + WRITE_CHUNK])
                 f.flush()
                 os.fsync(f.fileno())
             return
         self.fs.pipe_file(path, bytes(data))
+
+    @contextmanager
+    def create(self, path: str) -> Iterator[pa.NativeFile]:
+        """A sink for a new immutable file, streamed straight to disk where the root is local
+        (no whole-file buffer), durable when the block exits; elsewhere buffered, then written."""
+        if not self.local:
+            sink = pa.BufferOutputStream()
+            yield sink
+            self.fs.pipe_file(path, sink.getvalue().to_pybytes())
+            return
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        try:
+            with pa.OSFile(path, "wb") as sink:
+                yield sink
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except BaseException:
+            with suppress(FileNotFoundError):
+                os.unlink(path)
+            raise
 
     def sync_dir(self, path: str) -> None:
         """Make the names created in a local directory durable (no-op elsewhere)."""

@@ -7,30 +7,66 @@ A lost race returns None and the caller re-plans on the winner's version.
 from __future__ import annotations
 
 import dataclasses
+import os
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from lakevec.errors import InvalidDimensionException
 from lakevec.lake.log import VersionLog
 from lakevec.lake.manifest import FragmentEntry, Manifest
+from lakevec.lake.storage import Storage
 from lakevec.read.snapshot import FragmentCache, Snapshot
-from lakevec.write.fragment import build_table, deletion_bytes, parquet_bytes
+from lakevec.write.fragment import build_table, deletion_bytes, write_parquet
 from lakevec.write.plan import Change
+
+# A batch with more vectors than this is written as several fragments, encoded side by side
+# (Parquet encoding is single-threaded per file and dominates a bulk write).
+PART_BYTES = 64 << 20
+WRITERS = max(1, min(4, os.cpu_count() or 1))
+_POOL = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="lakevec-write")
 
 
 @dataclass
 class Written:
-    """Files of one attempt; a fragment is reused by the next attempt if its table is equal."""
+    """Files of one attempt; fragments are reused by the next attempt if their tables are equal."""
 
     table: pa.Table | None = None
-    entry: FragmentEntry | None = None
+    entries: list[FragmentEntry] = dataclasses.field(default_factory=list)
+    parts: list[pa.Table] = dataclasses.field(default_factory=list)
     deletes: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     def paths(self) -> list[str]:
-        return ([self.entry.path] if self.entry else []) + list(self.deletes)
+        return [e.path for e in self.entries] + list(self.deletes)
+
+
+def split(table: pa.Table, dim: int) -> list[pa.Table]:
+    """Zero-copy slices of at most about PART_BYTES of vectors each (one for a small batch)."""
+    parts = max(1, min(WRITERS, -(-(table.num_rows * dim * 4) // PART_BYTES)))
+    size = -(-table.num_rows // parts)
+    return [table.slice(start, size) for start in range(0, table.num_rows, size)]
+
+
+def write_fragment(storage: Storage, cache: FragmentCache, part: pa.Table) -> FragmentEntry:
+    frag_id = uuid.uuid4().hex
+    path = f"data/{frag_id}.parquet"
+    with storage.create(cache.path(path)) as sink:
+        write_parquet(part, sink)
+        size = sink.tell()
+    seq = part.column("_seq")
+    return FragmentEntry(
+        id=frag_id,
+        path=path,
+        rows=part.num_rows,
+        live_rows=part.num_rows,
+        seq_min=pc.min(seq).as_py(),
+        seq_max=pc.max(seq).as_py(),
+        bytes=size,
+    )
 
 
 def write_and_commit(
@@ -56,22 +92,14 @@ def write_and_commit(
             )
         table, fields = build_table(batch, fields)
         if prior is not None and prior.table is not None and prior.table.equals(table):
-            entry = prior.entry
+            written.parts, written.entries = prior.parts, prior.entries
         else:
-            frag_id = uuid.uuid4().hex
-            data = parquet_bytes(table)
-            entry = FragmentEntry(
-                id=frag_id,
-                path=f"data/{frag_id}.parquet",
-                rows=len(batch),
-                live_rows=len(batch),
-                seq_min=int(batch.seq.min()),
-                seq_max=int(batch.seq.max()),
-                bytes=data.size,
+            written.parts = split(table, batch.embeddings.shape[1])
+            written.entries = list(
+                _POOL.map(lambda part: write_fragment(storage, cache, part), written.parts)
             )
-            storage.write_new(cache.path(entry.path), data)
-        written.table, written.entry = table, entry
-        next_seq = max(next_seq, entry.seq_max + 1)
+        written.table = table
+        next_seq = max(next_seq, int(batch.seq.max()) + 1)
         dimension = dimension or int(batch.embeddings.shape[1])
 
     if len(change.dead):
@@ -88,8 +116,7 @@ def write_and_commit(
             fragments[i] = dataclasses.replace(entry, deletes=relative, live_rows=entry.rows - len(dead))
         fragments = [f for f in fragments if f.live_rows > 0]
 
-    if written.entry is not None:
-        fragments.append(written.entry)
+    fragments.extend(written.entries)
     if len(written.paths()) and storage.local:
         for sub in {p.split("/")[0] for p in written.paths()}:
             storage.sync_dir(cache.path(sub))

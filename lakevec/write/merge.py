@@ -11,15 +11,14 @@ its own operation.
 
 from __future__ import annotations
 
-import uuid
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lakevec.lake.manifest import FragmentEntry, Manifest
-from lakevec.write.fragment import parquet_bytes
+from lakevec.lake.manifest import Manifest
+from lakevec.write.commit import write_fragment
 
 if TYPE_CHECKING:
     from lakevec.engine import CollectionEngine
@@ -46,19 +45,7 @@ def merge_small(engine: CollectionEngine) -> bool:
             table = table.filter(pa.array(keep))
         parts.append(table)
     merged = pa.concat_tables(parts, promote_options="permissive")
-    frag_id = uuid.uuid4().hex
-    data = parquet_bytes(merged)
-    seq = merged.column("_seq").to_numpy()
-    entry = FragmentEntry(
-        id=frag_id,
-        path=f"data/{frag_id}.parquet",
-        rows=merged.num_rows,
-        live_rows=merged.num_rows,
-        seq_min=int(seq.min()),
-        seq_max=int(seq.max()),
-        bytes=data.size,
-    )
-    engine.storage.write_new(engine.cache.path(entry.path), data)
+    entry = write_fragment(engine.storage, engine.cache, merged)
     replaced = {base.fragments[i].id: base.fragments[i] for i in small}
 
     def transform(m: Manifest) -> Manifest | None:

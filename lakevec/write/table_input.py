@@ -51,7 +51,7 @@ def record_batches(data: Any, batch_size: int) -> Iterator[pa.RecordBatch]:
     elif isinstance(data, pa.Table):
         reader = data.to_reader(max_chunksize=batch_size)
     elif hasattr(data, "scanner"):  # a pyarrow Dataset
-        reader = data.scanner(batch_size=batch_size, batch_readahead=1, fragment_readahead=1).to_reader()
+        reader = data.scanner(batch_size=batch_size, batch_readahead=0, fragment_readahead=0).to_reader()
     elif hasattr(data, "collect_batches"):  # a polars LazyFrame: streamed by its engine
         reader = (b for df in data.collect_batches(chunk_size=batch_size) for b in df.to_arrow().to_batches())
     elif hasattr(data, "iter_slices"):  # a polars DataFrame: converted a slice at a time
@@ -69,11 +69,11 @@ def record_batches(data: Any, batch_size: int) -> Iterator[pa.RecordBatch]:
             yield batch.slice(start, batch_size)
 
 
-TARGET_BATCH_BYTES = 64 << 20
+TARGET_BATCH_BYTES = 128 << 20  # written as two 64 MiB fragments side by side (write/commit.py)
 
 
 def default_batch_rows(data: Any, embedding_column: str | None) -> int:
-    """Rows per batch so one batch of vectors is about 64 MiB (fewer, larger fragments)."""
+    """Rows per batch so one batch of vectors is about 128 MiB (fewer, larger fragments)."""
     schema = data.schema if isinstance(getattr(data, "schema", None), pa.Schema) else None
     dim = 384
     if schema is not None and embedding_column in schema.names:
