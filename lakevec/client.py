@@ -46,10 +46,11 @@ class AdminClient:
         path: str | None = None,
         storage_options: dict[str, Any] | None = None,
         _storage: Storage | None = None,
+        **storage: Any,
     ) -> None:
         self.settings = settings or Settings()
-        if _storage is None:
-            _storage = Storage(path or _memory_root(self), storage_options)
+        if _storage is None:  # storage: cache_dir, cache_bytes, single_writer (see Storage)
+            _storage = Storage(path or _memory_root(self), storage_options, **storage)
         self._storage = _storage
         self._catalog = Catalog(_storage)
 
@@ -134,11 +135,12 @@ class Client(AdminClient):
         *,
         path: str | None = None,
         storage_options: dict[str, Any] | None = None,
+        **storage: Any,
     ) -> None:
         settings = settings or Settings()
         if path is None and settings.is_persistent:
             path = settings.persist_directory
-        super().__init__(settings, path=path, storage_options=storage_options)
+        super().__init__(settings, path=path, storage_options=storage_options, **storage)
         self._engines: dict[str, CollectionEngine] = {}
         self._engines_lock = threading.Lock()
         self.tenant, self.database = DEFAULT_TENANT, DEFAULT_DATABASE
@@ -310,7 +312,10 @@ class Client(AdminClient):
 
 
 class PersistentClient(Client):
-    """A client over a local directory or any fsspec URL (``s3://bucket/prefix``, ...)."""
+    """A client over a local directory or any fsspec URL (``s3://bucket/prefix``, ``gs://``,
+    ``az://``, ...). ``storage_options`` go to the fsspec filesystem (credentials, endpoint);
+    remote files are cached under ``cache_dir`` (bounded by ``cache_bytes``); ``single_writer``
+    allows an object store without conditional writes when one process is the only writer."""
 
     def __init__(
         self,
@@ -319,8 +324,21 @@ class PersistentClient(Client):
         tenant: str = DEFAULT_TENANT,
         database: str = DEFAULT_DATABASE,
         storage_options: dict[str, Any] | None = None,
+        *,
+        cache_dir: str | None = None,
+        cache_bytes: int | None = None,
+        single_writer: bool | None = None,
     ) -> None:
-        super().__init__(settings, tenant, database, path=str(path), storage_options=storage_options)
+        super().__init__(
+            settings,
+            tenant,
+            database,
+            path=str(path),
+            storage_options=storage_options,
+            cache_dir=cache_dir,
+            cache_bytes=cache_bytes,
+            single_writer=single_writer,
+        )
 
 
 class EphemeralClient(Client):

@@ -182,11 +182,11 @@ class CollectionEngine:
             with self._indexes_lock:
                 index = self._indexes.get(path)
             if index is None:
-                full = self.cache.path(path)
-                if self.storage.local:
-                    index = Index.restore(full, view=True)
+                local = self.storage.local_copy(self.cache.path(path))
+                if local is not None:  # memory-mapped: the local file or its cached copy
+                    index = Index.restore(local, view=True)
                 else:
-                    index = Index.restore(self.storage.read_bytes(full))
+                    index = Index.restore(self.storage.read_bytes(self.cache.path(path)))
                 with self._indexes_lock:
                     index = self._indexes.setdefault(path, index)
             opened[path] = index

@@ -1,7 +1,10 @@
-"""Every API test runs on a real local directory and on fsspec's memory://."""
+"""Every API test runs on a real local directory, on fsspec's memory:// and on S3 (moto's S3
+server on 127.0.0.1, reached through s3fs exactly as a real bucket would be)."""
 
 from __future__ import annotations
 
+import logging
+import os
 import uuid
 
 import fsspec
@@ -9,18 +12,53 @@ import pytest
 
 import lakevec
 
-ROOTS = ["file", "memory"]
+ROOTS = ["file", "memory", "s3"]
+BUCKET = "lakevec-test"
 
 
-def make_root(kind: str, tmp_path) -> str:
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """moto's S3 server on a free 127.0.0.1 port. Clients find it through the standard
+    environment (AWS_ENDPOINT_URL and keys), so subprocesses and s3fs need no special code."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    env = {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "LAKEVEC_FILE_CACHE_DIR": str(tmp_path_factory.mktemp("file-cache")),
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
+    yield endpoint
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    server.stop()
+
+
+def make_root(kind: str, tmp_path, request=None) -> str:
     if kind == "file":
         return str(tmp_path / f"root-{uuid.uuid4().hex[:8]}")
+    if kind == "s3":
+        request.getfixturevalue("s3_server")
+        return f"s3://{BUCKET}/root-{uuid.uuid4().hex[:12]}"
     return f"memory://lakevec-test-{uuid.uuid4().hex}"
 
 
 @pytest.fixture(params=ROOTS)
 def root(request, tmp_path):
-    url = make_root(request.param, tmp_path)
+    url = make_root(request.param, tmp_path, request)
     yield url
     if url.startswith("memory://"):
         fs = fsspec.filesystem("memory")

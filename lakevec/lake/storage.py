@@ -20,22 +20,45 @@ from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
 from lakevec.errors import StorageError
+from lakevec.lake.cache import FileCache
 
 _MEMORY_LOCK = threading.Lock()
 WRITE_CHUNK = 8 << 20
 
 
 class Storage:
-    """A root URL resolved once into ``(fs, root)``; paths below it are ``/``-joined."""
+    """A root URL resolved once into ``(fs, root)``; paths below it are ``/``-joined.
 
-    def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
+    Remote roots (anything but local paths and ``memory://``) read immutable files through a
+    local :class:`FileCache`; ``single_writer`` (or ``LAKEVEC_SINGLE_WRITER=1``) allows writing
+    to an object store without conditional PUTs, for when one process is the only writer.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        storage_options: dict[str, Any] | None = None,
+        *,
+        cache_dir: str | None = None,
+        cache_bytes: int | None = None,
+        single_writer: bool | None = None,
+    ) -> None:
         self.url = url
-        self.fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+        options = dict(storage_options or {})
+        self.fs, root = fsspec.core.url_to_fs(url, **options)
         self.local = isinstance(self.fs, LocalFileSystem)
         self.memory = isinstance(self.fs, MemoryFileSystem)
         self.root = os.path.abspath(root) if self.local else root.rstrip("/")
         if self.local:
             os.makedirs(self.root, exist_ok=True)
+        self.cache = None if self.local or self.memory else FileCache(cache_dir, cache_bytes)
+        # copies of two stores that share bucket names (two endpoints) must not mix
+        client = options.get("client_kwargs") or {}
+        self._endpoint = str(options.get("endpoint_url") or client.get("endpoint_url") or "")
+        if single_writer is None:
+            single_writer = os.environ.get("LAKEVEC_SINGLE_WRITER", "0") == "1"
+        self.single_writer = single_writer
+        self._conditional_checked = False
 
     def join(self, *parts: str) -> str:
         return "/".join([self.root, *[p.strip("/") for p in parts if p]])
@@ -53,9 +76,31 @@ class Storage:
             return open(path, "rb")
         return self.fs.open(path, "rb")
 
+    def _cache_key(self, path: str) -> str:
+        return f"{self._endpoint}|{self.fs.unstrip_protocol(path)}"
+
+    def local_copy(self, path: str) -> str | None:
+        """A local path holding the immutable file ``path`` (the file itself on a local root,
+        the cached copy on a remote one); None for ``memory://``."""
+        if self.local:
+            return path
+        if self.cache is None:
+            return None
+        return self.cache.get(self._cache_key(path), lambda tmp: self.fs.get_file(path, tmp))
+
+    def open_immutable(self, path: str):
+        """Like :meth:`open`, for files that never change: remote ones come from the cache."""
+        local = self.local_copy(path)
+        return open(local, "rb") if local is not None else self.fs.open(path, "rb")
+
+    def read_immutable(self, path: str) -> bytes:
+        with self.open_immutable(path) as f:
+            return f.read()
+
     def exists(self, path: str) -> bool:
         if self.local:
             return os.path.exists(path)
+        self.fs.invalidate_cache(path)  # never answer from a stale listing
         return self.fs.exists(path)
 
     def listdir(self, path: str) -> list[str]:
@@ -65,6 +110,7 @@ class Storage:
                 return os.listdir(path)
             except FileNotFoundError:
                 return []
+        self.fs.invalidate_cache(path)
         try:
             return [p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(path, detail=False)]
         except FileNotFoundError:
@@ -83,7 +129,10 @@ class Storage:
                 f.flush()
                 os.fsync(f.fileno())
             return
-        self.fs.pipe_file(path, bytes(data))
+        data = bytes(data)
+        self.fs.pipe_file(path, data)
+        if self.cache is not None:
+            self.cache.put(self._cache_key(path), data)
 
     @contextmanager
     def create(self, path: str) -> Iterator[pa.NativeFile]:
@@ -92,7 +141,7 @@ class Storage:
         if not self.local:
             sink = pa.BufferOutputStream()
             yield sink
-            self.fs.pipe_file(path, sink.getvalue().to_pybytes())
+            self.write_new(path, sink.getvalue())
             return
         os.makedirs(os.path.dirname(path), exist_ok=True)
         try:
@@ -145,16 +194,46 @@ class Storage:
                     return False
                 self.fs.pipe_file(path, data)
                 return True
+        if self.single_writer:  # the user vouches that nobody else writes this root
+            if self.exists(path):
+                return False
+            self.fs.pipe_file(path, data)
+            return True
+        self._check_conditional_writes()
         try:
             self.fs.pipe_file(path, data, mode="create")
         except FileExistsError:
             return False
         except (NotImplementedError, TypeError, ValueError) as exc:
-            raise StorageError(
-                f"{type(self.fs).__name__} cannot create a file only if it is absent, "
-                "which lakevec needs for safe commits"
-            ) from exc
+            raise self._no_conditional_writes() from exc
         return True
+
+    def _no_conditional_writes(self) -> StorageError:
+        return StorageError(
+            f"the store at {self.url!r} does not support conditional writes (create only if absent, "
+            "S3's If-None-Match: *), which lakevec needs so that concurrent writers never overwrite "
+            "each other's commits. If exactly one process ever writes this root, allow it with "
+            "single_writer=True on the client (or LAKEVEC_SINGLE_WRITER=1)."
+        )
+
+    def _check_conditional_writes(self) -> None:
+        """Once per store: create a probe object twice; the second create must be refused.
+        An endpoint that ignores the condition would let two writers commit the same version."""
+        if self._conditional_checked:
+            return
+        probe = self.join("_lakevec", f"probe-{uuid.uuid4().hex}")
+        try:
+            self.fs.pipe_file(probe, b"1", mode="create")
+            try:
+                self.fs.pipe_file(probe, b"2", mode="create")
+            except FileExistsError:
+                self._conditional_checked = True
+                return
+            raise self._no_conditional_writes()
+        except (NotImplementedError, TypeError, ValueError) as exc:
+            raise self._no_conditional_writes() from exc
+        finally:
+            self.delete(probe)
 
     def overwrite(self, path: str, data: bytes) -> None:
         """Replace a small advisory file (a hint); not used for anything that must be atomic."""

@@ -135,7 +135,7 @@ class FragmentCache:
         data = self._fragments.get(entry.path)
         if data is None:
             full = self.path(entry.path)
-            with self.storage.open(full) as f:
+            with self.storage.open_immutable(full) as f:
                 parquet = pq.ParquetFile(f)
                 names = [c for c in parquet.schema_arrow.names if c != "embedding"]
                 table = parquet.read(columns=names)
@@ -145,7 +145,7 @@ class FragmentCache:
         return data
 
     def _read_embeddings(self, full: str) -> np.ndarray:
-        with self.storage.open(full) as f:
+        with self.storage.open_immutable(full) as f:
             return embeddings_of(pq.ParquetFile(f).read(columns=["embedding"]))
 
     def dead_rows(self, entry: FragmentEntry) -> np.ndarray | None:
@@ -153,7 +153,7 @@ class FragmentCache:
             return None
         rows = self._deletes.get(entry.deletes)
         if rows is None:
-            rows = read_deletion(self.storage.read_bytes(self.path(entry.deletes)))
+            rows = read_deletion(self.storage.read_immutable(self.path(entry.deletes)))
             self._deletes[entry.deletes] = rows
         return rows
 

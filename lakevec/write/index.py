@@ -189,7 +189,7 @@ class Indexer:
             return _Head("", new_index(dim, hnsw), 0)
         if self._head is not None and self._head.path == path:
             return self._head
-        data = self.engine.storage.read_bytes(self.engine.cache.path(path))
+        data = self.engine.storage.read_immutable(self.engine.cache.path(path))
         index = Index.restore(data)  # a private, writable copy
         keys = index.keys
         next_key = int(np.max(np.asarray(keys))) + 1 if len(index) else 0

@@ -37,7 +37,7 @@ def merge_small(engine: CollectionEngine) -> bool:
     parts = []
     for i in small:
         entry = base.fragments[i]
-        with engine.storage.open(engine.cache.path(entry.path)) as f:
+        with engine.storage.open_immutable(engine.cache.path(entry.path)) as f:
             table = pq.read_table(f)
         if snap.dead[i] is not None:
             keep = np.ones(entry.rows, dtype=bool)
