@@ -7,8 +7,10 @@ import multiprocessing as mp
 import threading
 
 import numpy as np
+import pytest
 
 import lakevec
+from tests.conftest import make_root
 
 
 def _writer(root: str, worker: int, batches: int, errors: list | None = None) -> None:
@@ -73,8 +75,10 @@ def test_threads_share_one_collection(root):
     _check(root, 4, 6)
 
 
-def test_processes_share_one_collection(tmp_path):
-    root = str(tmp_path / "root")
+@pytest.mark.parametrize("kind", ["file", "s3"])
+def test_processes_share_one_collection(kind, tmp_path, request):
+    """Writers in separate OS processes (on S3 they commit by conditional PUT)."""
+    root = make_root(kind, tmp_path, request)
     lakevec.PersistentClient(root).create_collection("shared", embedding_function=None)
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=_writer, args=(root, w, 6)) for w in range(3)]

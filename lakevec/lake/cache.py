@@ -92,14 +92,15 @@ class FileCache:
             entries = []
             total = 0
             for entry in self.directory.rglob("*"):
-                if entry.name.startswith(".") or entry == keep or not entry.is_file():
+                if entry.name.startswith(".") or not entry.is_file():
                     continue
                 try:
                     stat = entry.stat()
                 except FileNotFoundError:
                     continue
-                entries.append((stat.st_mtime, stat.st_size, entry))
                 total += stat.st_size
+                if entry != keep:
+                    entries.append((stat.st_mtime, stat.st_size, entry))
             if total <= self.max_bytes:
                 return
             for _, size, entry in sorted(entries, key=lambda e: e[0]):

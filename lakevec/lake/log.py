@@ -30,6 +30,7 @@ class VersionLog:
     def __init__(self, storage: Storage, directory: str) -> None:
         self.storage = storage
         self.directory = directory
+        self._peeked: tuple[int, bytes] | None = None
 
     def path(self, version: int) -> str:
         return f"{self.directory}/{version_name(version)}"
@@ -47,11 +48,17 @@ class VersionLog:
             start = self._scan()
             if start is None:
                 return None
-        while self.storage.exists(self.path(start + 1)):
+        # probing by reading costs one request whether or not the version exists (an existence
+        # check on S3 can cost two), and the newest version's bytes are kept for read()
+        while (data := self.storage.read_if_exists(self.path(start + 1))) is not None:
             start += 1
+            self._peeked = (start, data)
         return start
 
     def read(self, version: int) -> dict[str, Any]:
+        peeked = self._peeked
+        if peeked is not None and peeked[0] == version:
+            return json.loads(peeked[1])
         return json.loads(self.storage.read_bytes(self.path(version)))
 
     def try_commit(self, version: int, document: dict[str, Any]) -> bool:

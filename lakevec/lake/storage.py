@@ -68,7 +68,14 @@ class Storage:
         if self.local:
             with open(path, "rb") as f:
                 return f.read()
-        return self.fs.cat_file(path)
+        try:
+            # an open-ended range is one GET; a plain cat_file asks for the size first (two
+            # requests on s3fs, and a LIST as well when the file is missing)
+            return self.fs.cat_file(path, start=0)
+        except FileNotFoundError:
+            raise
+        except OSError:  # e.g. a range on an empty object
+            return self.fs.cat_file(path)
 
     def open(self, path: str):
         """A seekable binary file object (for Parquet readers that fetch only some columns)."""
@@ -96,6 +103,13 @@ class Storage:
     def read_immutable(self, path: str) -> bytes:
         with self.open_immutable(path) as f:
             return f.read()
+
+    def read_if_exists(self, path: str) -> bytes | None:
+        """The file's bytes, or None if there is none (one request on an object store)."""
+        try:
+            return self.read_bytes(path)
+        except FileNotFoundError:
+            return None
 
     def exists(self, path: str) -> bool:
         if self.local:

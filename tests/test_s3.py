@@ -1,0 +1,207 @@
+"""S3-specific behaviour, on moto's S3 server: direct reads of the fragments by DuckDB and Polars,
+the local cache (counted in HTTP requests), and refusing an endpoint without conditional writes."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute  # noqa: F401
+import pytest
+
+import lakevec
+from lakevec.errors import StorageError
+from tests.conftest import BUCKET, make_root
+
+
+@pytest.fixture
+def s3_root(request, tmp_path):
+    return make_root("s3", tmp_path, request)
+
+
+def _fill(root: str, n: int = 3000, dim: int = 8):
+    col = lakevec.PersistentClient(root).create_collection("docs", embedding_function=None)
+    rng = np.random.default_rng(0)
+    col.add(
+        ids=[f"id{i}" for i in range(n)],
+        embeddings=rng.random((n, dim), dtype=np.float32),
+        documents=[f"document {i}" for i in range(n)],
+        metadatas=[{"group": i % 7, "name": f"n{i}"} for i in range(n)],
+    )
+    col.delete(ids=[f"id{i}" for i in range(0, n, 10)])
+    return col
+
+
+def test_fragments_read_by_duckdb_and_polars_without_lakevec(s3_root, s3_server):
+    import duckdb
+    import polars as pl
+    import s3fs
+
+    col = _fill(s3_root)
+    col._engine.indexer.stop()
+    expected = col.to_arrow(include=["documents", "metadatas"]).sort_by("id")
+    manifest = col._engine.snapshot().manifest
+    directory = col._engine.directory
+    fs = s3fs.S3FileSystem()  # endpoint and keys from the standard environment
+    paths = [f"s3://{directory}/{f.path}" for f in manifest.fragments]
+    dead = {f.path for f in manifest.fragments if f.deletes}
+    assert dead  # the deletes above left a deletion file
+
+    con = duckdb.connect()
+    con.register_filesystem(fs)
+    rows = con.sql(
+        f"SELECT id, document, metadata.group AS grp FROM read_parquet({paths!r}) ORDER BY id"
+    ).to_arrow_table()
+    # without lakevec's deletion files the dead rows are still in the fragments
+    live_ids = set(expected.column("id").to_pylist())
+    assert live_ids < set(rows.column("id").to_pylist())
+    live_rows = rows.filter(pa.compute.is_in(rows.column("id"), pa.array(sorted(live_ids))))
+    assert live_rows.column("id").to_pylist() == expected.column("id").to_pylist()
+    assert live_rows.column("document").to_pylist() == expected.column("document").to_pylist()
+    assert live_rows.column("grp").to_pylist() == expected.column("group").to_pylist()
+
+    storage_options = {
+        "aws_endpoint_url": s3_server,
+        "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing",
+        "aws_region": "us-east-1",
+        "aws_allow_http": "true",
+    }
+    frame = pl.concat([pl.read_parquet(p, storage_options=storage_options) for p in paths])
+    live = frame.filter(pl.col("id").is_in(list(live_ids))).sort("id")
+    assert live["id"].to_list() == expected.column("id").to_pylist()
+    assert live["document"].to_list() == expected.column("document").to_pylist()
+    assert live["metadata"].struct.field("group").to_list() == expected.column("group").to_pylist()
+
+
+COLD_QUERY = """
+import json, sys
+import boto3, botocore, numpy as np
+import lakevec
+from lakevec.lake import storage as storage_module
+
+counts = {"requests": 0}
+
+def count(request, **kwargs):
+    counts["requests"] += 1
+    counts.setdefault("log", []).append(request.method + " " + request.url.split("/", 3)[-1])
+
+col = lakevec.PersistentClient(sys.argv[1]).get_collection("docs", embedding_function=None)
+fs = col._engine.storage.fs
+fs.s3.meta.events.register("before-send.s3", count)  # every HTTP request s3fs makes
+q = np.random.default_rng(1).random((1, 8), dtype=np.float32)
+first = col.query(query_embeddings=q, n_results=5)
+after_first = counts["requests"]
+second = col.query(query_embeddings=q, n_results=5, where={"group": {"$gte": 2}})
+out = {"first": after_first, "second": counts["requests"] - after_first,
+       "ids": first["ids"], "misses": col._engine.storage.cache.misses, "log": counts.get("log")}
+print(json.dumps(out))
+"""
+
+
+def test_cold_process_queries_then_serves_from_cache(s3_root, tmp_path):
+    col = _fill(s3_root)
+    col._engine.wait_for_index()
+    expected = col.query(
+        query_embeddings=np.random.default_rng(1).random((1, 8), dtype=np.float32), n_results=5
+    )
+    env = dict(os.environ, LAKEVEC_FILE_CACHE_DIR=str(tmp_path / "cold-cache"))
+    out = subprocess.run(
+        [sys.executable, "-c", COLD_QUERY, s3_root], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["ids"] == expected["ids"]
+    assert got["misses"] > 0 and got["first"] > 0
+    # a second query needs only the freshness probe of the manifest log: one HEAD request
+    assert got["second"] <= 1, got["log"][-4:]
+    # a second cold process sharing the cache directory downloads no data file again
+    again = subprocess.run(
+        [sys.executable, "-c", COLD_QUERY, s3_root], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert json.loads(again.stdout.strip().splitlines()[-1])["misses"] == 0
+
+
+class _StripConditions(BaseHTTPRequestHandler):
+    """A pass-through proxy to the S3 server that drops If-None-Match: an endpoint that
+    ignores conditional writes, as some S3-compatible stores do."""
+
+    upstream = ""
+    protocol_version = "HTTP/1.1"  # answers Expect: 100-continue, as botocore's PUTs ask
+
+    def _forward(self):
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            body = b""
+            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                body += self.rfile.read(size)
+                self.rfile.readline()
+            while self.rfile.readline().strip():  # trailers
+                pass
+        else:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        drop = ("if-none-match", "host", "transfer-encoding", "content-length", "expect")
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in drop}
+        headers["Content-Length"] = str(len(body))
+        host = self.upstream.split("//", 1)[1]
+        conn = http.client.HTTPConnection(host, timeout=30)
+        headers["Host"] = host
+        conn.request(self.command, self.path, body=body, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        self.send_response(resp.status)
+        for key, value in resp.getheaders():
+            if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward
+
+    def log_message(self, *args):
+        pass
+
+
+def test_endpoint_without_conditional_writes_is_refused(s3_server):
+    _StripConditions.upstream = s3_server
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), _StripConditions)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        options = {"endpoint_url": f"http://127.0.0.1:{proxy.server_address[1]}"}
+        root = f"s3://{BUCKET}/no-conditions-{os.getpid()}"
+        with pytest.raises(StorageError, match="single_writer=True"):
+            lakevec.PersistentClient(root, storage_options=options).create_collection("docs")
+        # nothing was committed: the same root through the real endpoint is empty
+        assert lakevec.PersistentClient(root).list_collections() == []
+        # the explicit single-writer mode works on that endpoint
+        client = lakevec.PersistentClient(root, storage_options=options, single_writer=True)
+        col = client.create_collection("docs", embedding_function=None)
+        col.add(ids=["a", "b"], embeddings=[[1.0, 0.0], [0.0, 1.0]])
+        assert lakevec.PersistentClient(root).get_collection("docs").count() == 2
+    finally:
+        proxy.shutdown()
+
+
+def test_cache_is_bounded_and_evicts_least_recent(tmp_path):
+    from lakevec.lake.cache import FileCache
+
+    cache = FileCache(tmp_path / "c", max_bytes=2500)
+
+    def writer(payload: bytes):
+        return lambda tmp: Path(tmp).write_bytes(payload)
+
+    first = cache.get("s3://b/one", writer(b"1" * 1000))
+    cache.get("s3://b/two", writer(b"2" * 1000))
+    os.utime(first, (1, 1))  # the oldest
+    cache.get("s3://b/three", writer(b"3" * 1000))
+    assert not Path(first).exists() and cache.size() <= 2500
+    assert Path(cache.get("s3://b/three", writer(b"x"))).read_bytes() == b"3" * 1000  # a hit
+    assert cache.hits == 1 and cache.misses == 3
