@@ -315,7 +315,9 @@ class PersistentClient(Client):
     """A client over a local directory or any fsspec URL (``s3://bucket/prefix``, ``gs://``,
     ``az://``, ...). ``storage_options`` go to the fsspec filesystem (credentials, endpoint);
     remote files are cached under ``cache_dir`` (bounded by ``cache_bytes``); ``single_writer``
-    allows an object store without conditional writes when one process is the only writer."""
+    allows an object store without conditional writes when one process is the only writer;
+    ``consistency_interval`` bounds how stale a read may be on an object store (default 1 s;
+    writes, and reads after this process's own writes, are always current)."""
 
     def __init__(
         self,
@@ -328,6 +330,7 @@ class PersistentClient(Client):
         cache_dir: str | None = None,
         cache_bytes: int | None = None,
         single_writer: bool | None = None,
+        consistency_interval: float | None = None,
     ) -> None:
         super().__init__(
             settings,
@@ -338,6 +341,7 @@ class PersistentClient(Client):
             cache_dir=cache_dir,
             cache_bytes=cache_bytes,
             single_writer=single_writer,
+            consistency_interval=consistency_interval,
         )
 
 

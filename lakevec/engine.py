@@ -31,6 +31,10 @@ from lakevec.write.plan import Change, plan_add, plan_delete, plan_upsert
 from lakevec.write.validate import validate_query_embeddings
 
 MAX_ATTEMPTS = 64
+# newest version of each collection any engine of this process has seen: two clients in one
+# process read each other's writes at once, whatever the consistency interval
+_NEWEST: dict[tuple[str, str], int] = {}
+_NEWEST_LOCK = threading.Lock()
 
 
 class CollectionEngine:
@@ -40,6 +44,8 @@ class CollectionEngine:
         self.log = VersionLog(storage, f"{self.directory}/versions")
         self.cache = FragmentCache(storage, self.directory)
         self._snapshot: Snapshot | None = None
+        self._checked = 0.0
+        self._key = (storage.url_key(), self.directory)
         self._lock = threading.RLock()
         # filters run here, user where_sql included: no file or network access
         self._con = duckdb.connect(config={"enable_external_access": False})
@@ -54,14 +60,26 @@ class CollectionEngine:
     def create(self, config: dict[str, Any]) -> None:
         self.log.try_commit(0, Manifest.empty(config).to_json())
 
-    def snapshot(self) -> Snapshot:
-        """The newest committed version (one existence probe when nothing changed)."""
+    def snapshot(self, fresh: bool = False) -> Snapshot:
+        """The newest committed version: one probe of the log when nothing changed. On object
+        stores a read reuses a version checked less than ``storage.consistency_interval`` ago
+        (other processes' commits show within that bound; this process's own at once); writes
+        pass ``fresh=True`` and always probe."""
         with self._lock:
-            known = self._snapshot.version if self._snapshot else None
+            snap = self._snapshot
+            if (
+                not fresh
+                and snap is not None
+                and time.monotonic() - self._checked < self.storage.consistency_interval
+                and _NEWEST.get(self._key, -1) <= snap.version
+            ):
+                return snap
+            known = snap.version if snap else None
             latest = self.log.latest(known)
+            self._checked = time.monotonic()
             if latest is None:
                 raise NotFoundError("Collection does not exist (its manifest log is missing)")
-            if self._snapshot is None or latest != known:
+            if snap is None or latest != known:
                 manifest = Manifest.from_json(self.log.read(latest))
                 self._install(manifest)
             assert self._snapshot is not None
@@ -69,6 +87,9 @@ class CollectionEngine:
 
     def _install(self, manifest: Manifest) -> None:
         self._snapshot = Snapshot(manifest, self.cache)
+        with _NEWEST_LOCK:
+            if _NEWEST.get(self._key, -1) < manifest.version:
+                _NEWEST[self._key] = manifest.version
         keep = {e.path for e in manifest.fragments} | {e.deletes for e in manifest.fragments if e.deletes}
         self.cache.forget(keep)
         live_indexes = {e.index for e in manifest.fragments if e.index}
@@ -81,7 +102,7 @@ class CollectionEngine:
         ``transform`` returns None to give up (the change no longer applies)."""
         with self._lock:
             for attempt in range(MAX_ATTEMPTS):
-                base = self.snapshot().manifest
+                base = self.snapshot(fresh=True).manifest
                 manifest = transform(base)
                 if manifest is None:
                     return None
@@ -96,7 +117,7 @@ class CollectionEngine:
         with self._lock:
             prior: Written | None = None
             for attempt in range(MAX_ATTEMPTS):
-                snap = self.snapshot()
+                snap = self.snapshot(fresh=True)
                 change = plan(snap)
                 if change.empty:
                     if prior is not None:

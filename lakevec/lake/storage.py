@@ -32,6 +32,9 @@ class Storage:
     Remote roots (anything but local paths and ``memory://``) read immutable files through a
     local :class:`FileCache`; ``single_writer`` (or ``LAKEVEC_SINGLE_WRITER=1``) allows writing
     to an object store without conditional PUTs, for when one process is the only writer.
+    ``consistency_interval`` (seconds; ``LAKEVEC_CONSISTENCY_INTERVAL``) is how long a read may
+    reuse the version it last checked: 0 on local disk and memory (a probe is a stat), 1 s on
+    object stores (a probe is an HTTP request). Writes always check.
     """
 
     def __init__(
@@ -42,6 +45,7 @@ class Storage:
         cache_dir: str | None = None,
         cache_bytes: int | None = None,
         single_writer: bool | None = None,
+        consistency_interval: float | None = None,
     ) -> None:
         self.url = url
         options = dict(storage_options or {})
@@ -59,6 +63,14 @@ class Storage:
             single_writer = os.environ.get("LAKEVEC_SINGLE_WRITER", "0") == "1"
         self.single_writer = single_writer
         self._conditional_checked = False
+        if consistency_interval is None:
+            default = "0" if self.local or self.memory else "1.0"
+            consistency_interval = float(os.environ.get("LAKEVEC_CONSISTENCY_INTERVAL", default))
+        self.consistency_interval = consistency_interval
+
+    def url_key(self) -> str:
+        """Names this store across Storage objects (endpoint and protocol included)."""
+        return f"{self._endpoint}|{self.fs.unstrip_protocol(self.root)}"
 
     def join(self, *parts: str) -> str:
         return "/".join([self.root, *[p.strip("/") for p in parts if p]])

@@ -1,0 +1,195 @@
+"""An S3-hosted collection against the same collection on local disk.
+
+    python benchmarks/s3.py                      # 200,000 x 384 (the issue's setting)
+    python benchmarks/s3.py --n 5000 --out /tmp/x   # a smoke run
+
+moto's S3 server runs in its own process on 127.0.0.1. The collection is built and indexed once
+on local disk, then its files are uploaded to a bucket, so both copies are the same. Each
+measurement runs in a fresh process: cold = open the client, get the collection and answer one
+query with an empty cache directory; warm = the p50 of 200 further queries in that process, next
+to the same queries on the local copy. HTTP requests and bytes are counted with botocore's
+event hooks on s3fs's client. Writes benchmarks/results/<date>-<machine>-s3.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.common import header, write  # noqa: E402
+
+BUCKET = "lakevec-bench"
+QUERIES = 200
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def child(root: str, dim: int, cache_dir: str) -> dict:
+    """Cold open + first query, then warm queries; runs in its own process."""
+    start = time.perf_counter()
+    import lakevec
+
+    client = lakevec.PersistentClient(root, cache_dir=cache_dir)
+    counts = {"requests": 0, "bytes": 0}
+    storage = client._storage
+    if not storage.local:
+
+        def sent(**kwargs):
+            counts["requests"] += 1
+
+        def received(http_response=None, **kwargs):
+            if http_response is not None:
+                counts["bytes"] += int(http_response.headers.get("content-length") or 0)
+
+        storage.fs.s3.meta.events.register("before-send.s3", sent)
+        storage.fs.s3.meta.events.register("after-call.s3", received)
+    col = client.get_collection("bench", embedding_function=None)
+    queries = np.random.default_rng(7).standard_normal((QUERIES + 1, dim)).astype(np.float32)
+    col.query(query_embeddings=queries[:1], n_results=10)
+    cold = time.perf_counter() - start
+    cold_requests, cold_bytes = counts["requests"], counts["bytes"]
+    times = []
+    for q in queries[1:]:
+        t = time.perf_counter()
+        col.query(query_embeddings=q[None], n_results=10)
+        times.append(time.perf_counter() - t)
+    return {
+        "cold_open_first_query_s": round(cold, 3),
+        "cold_requests": cold_requests,
+        "cold_mb": round(cold_bytes / 1e6, 1),
+        "warm_p50_ms": round(float(np.median(times)) * 1000, 3),
+        "warm_p99_ms": round(float(np.percentile(times, 99)) * 1000, 3),
+        "warm_requests_per_query": round((counts["requests"] - cold_requests) / QUERIES, 2),
+        "warm_bytes_per_query": round((counts["bytes"] - cold_bytes) / QUERIES),
+    }
+
+
+def run_child(root: str, dim: int, cache_dir: str, env: dict) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", root, str(dim), cache_dir],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    if out.returncode:
+        raise RuntimeError(out.stderr[-3000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=200_000)
+    parser.add_argument("--dim", type=int, default=384)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--child", nargs=3, metavar=("ROOT", "DIM", "CACHE_DIR"))
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args.child[0], int(args.child[1]), args.child[2])))
+        return {}
+
+    import boto3
+    import pyarrow as pa
+    import s3fs
+
+    import lakevec
+
+    result = header("s3", "s3.py", argv, n=args.n, dim=args.dim, queries=QUERIES)
+    tmp = Path(tempfile.mkdtemp(prefix="lakevec-s3-"))
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    env = dict(
+        os.environ,
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    os.environ.update({k: env[k] for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")})
+    try:
+        for _ in range(100):
+            try:
+                boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=BUCKET)
+                break
+            except Exception:
+                time.sleep(0.1)
+        local = tmp / "local"
+        col = lakevec.PersistentClient(str(local)).create_collection(
+            "bench", embedding_function=None, configuration={"hnsw": {"space": "l2"}}
+        )
+        rng = np.random.default_rng(0)
+        emb = rng.standard_normal((args.n, args.dim)).astype(np.float32)
+        col.add_table(
+            pa.table(
+                {
+                    "id": [f"id{i}" for i in range(args.n)],
+                    "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), args.dim),
+                    "group": rng.integers(0, 100, args.n),
+                }
+            )
+        )
+        col._engine.wait_for_index()
+        del col
+        fs = s3fs.S3FileSystem()
+        start = time.perf_counter()
+        fs.put(str(local), f"{BUCKET}/root", recursive=True)
+        result["upload_s"] = round(time.perf_counter() - start, 2)
+        result["collection_mb"] = round(sum(f.stat().st_size for f in local.rglob("*") if f.is_file()) / 1e6, 1)
+
+        result["local"] = run_child(str(local), args.dim, str(tmp / "unused-cache"), env)
+        result["s3_cold"] = run_child(f"s3://{BUCKET}/root", args.dim, str(tmp / "cache"), env)
+        # a second process with the cache filled by the first: cold process, warm cache
+        result["s3_cached"] = run_child(f"s3://{BUCKET}/root", args.dim, str(tmp / "cache"), env)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    local, cold, cached = result["local"], result["s3_cold"], result["s3_cached"]
+    ratio = cold["warm_p50_ms"] / local["warm_p50_ms"]
+    result["warm_ratio_s3_to_local"] = round(ratio, 2)
+    lines = [
+        f"# S3 (moto on 127.0.0.1) vs local disk, {args.n:,} x {args.dim} ({result['date']})",
+        "",
+        f"Command: `{result['command']}`  ",
+        f"Machine: {result['machine']['cpus']} CPUs, {result['machine']['platform']}",
+        "",
+        "| root | open + first query s | requests | MB fetched | warm p50 ms | warm p99 ms | requests/query | bytes/query |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in (("local disk", local), ("S3, empty cache", cold), ("S3, cache filled", cached)):
+        lines.append(
+            f"| {name} | {r['cold_open_first_query_s']} | {r['cold_requests']} | {r['cold_mb']} "
+            f"| {r['warm_p50_ms']} | {r['warm_p99_ms']} | {r['warm_requests_per_query']} "
+            f"| {r['warm_bytes_per_query']} |"
+        )
+    lines += [
+        "",
+        f"Warm S3 / local p50 = {ratio:.2f}x. Collection: {result['collection_mb']} MB on disk "
+        f"(uploaded in {result['upload_s']} s). Requests on local disk are not counted (0).",
+    ]
+    write(result, args.out, "\n".join(lines) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
