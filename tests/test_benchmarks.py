@@ -72,3 +72,12 @@ def test_embed_benchmark_smoke(tmp_path):
     result = embed.main(["--n", "40", "--chroma-n", "16", "--out", str(tmp_path)])
     assert result["chroma_per_s"] > 0 and result["lakevec_1_thread_per_s"] > 0
     assert result["max_abs_diff"] < 1e-5
+
+
+def test_s3_benchmark_smoke(tmp_path):
+    from benchmarks import s3
+
+    result = s3.main(["--n", "600", "--dim", "8", "--out", str(tmp_path)])
+    assert result["s3_cold"]["cold_requests"] > 0 and result["s3_cached"]["cold_mb"] == 0
+    assert result["local"]["warm_p50_ms"] > 0
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json", ".md"]
