@@ -223,12 +223,19 @@ class Client(AdminClient):
         return self._wrap(result, embedding_function)
 
     def get_collection(
-        self, name: str, embedding_function: Any = _DEFAULT_EF, data_loader: Any = None
+        self,
+        name: str,
+        embedding_function: Any = _DEFAULT_EF,
+        data_loader: Any = None,
+        *,
+        version: int | None = None,
     ) -> Collection:
+        """``version=N`` opens the collection as it was at version N, read-only."""
         record = self._database_doc(self._catalog.read())["collections"].get(name)
         if record is None:
             raise NotFoundError(f"Collection [{name}] does not exist")
-        return self._wrap(record, embedding_function)
+        collection = self._wrap(record, embedding_function)
+        return collection if version is None else collection.at(version)
 
     def get_or_create_collection(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -96,6 +97,8 @@ class Collection:
         uris: Any,
         images: Any,
     ) -> tuple[list[str], np.ndarray | None, list | None, list | None, list | None]:
+        if self._engine.pinned_version is not None:
+            raise self._engine._read_only()
         if images is not None:
             raise InvalidArgumentError(f"images are not supported by lakevec in {op}.")
         ids = v.validate_ids(ids)
@@ -385,6 +388,50 @@ class Collection:
     def to_pandas(self, **kwargs: Any):
         return self.to_arrow(**kwargs).to_pandas()
 
+    # -- versions ------------------------------------------------------------------------
+    @property
+    def version(self) -> int:
+        """The version this object reads: the latest, or the one it was opened at."""
+        return self._engine.snapshot().version
+
+    def versions(self) -> list[dict[str, Any]]:
+        """Every retained version, oldest first: number, commit time (UTC), operation, rows."""
+        return [
+            {
+                "version": m.version,
+                "timestamp": datetime.fromtimestamp(m.timestamp, tz=timezone.utc),
+                "operation": m.operation,
+                "rows": sum(f.rows for f in m.fragments),
+                "live_rows": m.live_rows,
+            }
+            for m in self._engine.manifests()
+        ]
+
+    def at(self, version: int | None = None, *, timestamp: datetime | float | None = None) -> Collection:
+        """This collection as it was at ``version`` (or at ``timestamp``), read-only: ``get``,
+        ``query``, ``count``, ``to_arrow`` and friends work; writes raise."""
+        if (version is None) == (timestamp is None):
+            raise InvalidArgumentError("give exactly one of version or timestamp")
+        if timestamp is not None:
+            seconds = timestamp.timestamp() if isinstance(timestamp, datetime) else float(timestamp)
+            version = self._engine.version_at(seconds)
+        engine = self._engine.pinned(version)
+        return Collection(
+            self._client, self._record, engine, self._embedding_function, self.tenant, self.database
+        )
+
+    def stats(self) -> dict[str, Any]:
+        """Version, retained versions, fragments, rows (live and dead), indexed fraction and
+        bytes on storage of the version this object reads."""
+        return self._engine.stats()
+
+    def restore(self, version: int) -> int:
+        """Make the rows of an older version the latest state, as a new commit (history is
+        kept: the versions in between stay readable). Returns the new version number."""
+        if self._engine.pinned_version is not None:
+            raise self._engine._read_only()
+        return self._engine.restore(version)
+
     def peek(self, limit: int = 10) -> GetResult:
         return self.get(limit=limit, include=["metadatas", "documents", "embeddings"])
 
@@ -395,4 +442,6 @@ class Collection:
         configuration: dict[str, Any] | None = None,
     ) -> None:
         """Rename, replace the metadata, or change the mutable parts of the configuration."""
+        if self._engine.pinned_version is not None:
+            raise self._engine._read_only()
         self._record = self._client._modify_collection(self, name, metadata, configuration)

@@ -17,7 +17,7 @@ import duckdb
 import numpy as np
 from usearch.index import Index
 
-from lakevec.errors import CommitFailedError, NotFoundError
+from lakevec.errors import CommitFailedError, InvalidArgumentError, NotFoundError
 from lakevec.interop import QueryResult
 from lakevec.lake.log import VersionLog, backoff
 from lakevec.lake.manifest import Manifest
@@ -40,7 +40,9 @@ _NEWEST_LOCK = threading.Lock()
 class CollectionEngine:
     def __init__(self, storage: Storage, collection_id: str) -> None:
         self.storage = storage
+        self.collection_id = collection_id
         self.directory = storage.join("collections", collection_id)
+        self.pinned_version: int | None = None  # set on read-only engines over an old version
         self.log = VersionLog(storage, f"{self.directory}/versions")
         self.cache = FragmentCache(storage, self.directory)
         self._snapshot: Snapshot | None = None
@@ -65,6 +67,11 @@ class CollectionEngine:
         stores a read reuses a version checked less than ``storage.consistency_interval`` ago
         (other processes' commits show within that bound; this process's own at once); writes
         pass ``fresh=True`` and always probe."""
+        if self.pinned_version is not None:
+            if fresh:
+                raise self._read_only()
+            assert self._snapshot is not None
+            return self._snapshot
         with self._lock:
             snap = self._snapshot
             if (
@@ -223,8 +230,87 @@ class CollectionEngine:
         hits = search(snap, self._open_indexes(snap), queries, k, allowed, hnsw)
         return QueryResult(query_result(snap, hits, include))
 
+    # -- time travel ---------------------------------------------------------------------
+    def _read_only(self) -> InvalidArgumentError:
+        return InvalidArgumentError(
+            f"this collection is opened at version {self.pinned_version}, which is read-only; "
+            "write through the collection itself, or restore(version) to make that state the latest"
+        )
+
+    def pinned(self, version: int) -> CollectionEngine:
+        """A read-only engine over one committed version."""
+        latest = self.snapshot().version
+        if not isinstance(version, int) or isinstance(version, bool) or not 0 <= version <= latest:
+            raise InvalidArgumentError(f"version must be an int from 0 to {latest}, got {version!r}")
+        try:
+            manifest = Manifest.from_json(self.log.read(version))
+        except FileNotFoundError:
+            raise NotFoundError(f"version {version} is no longer retained (vacuumed)") from None
+        engine = CollectionEngine(self.storage, self.collection_id)
+        engine.pinned_version = version
+        engine._snapshot = Snapshot(manifest, engine.cache)
+        return engine
+
+    def manifests(self) -> list[Manifest]:
+        """Every retained version, oldest first (one small read each)."""
+        out = []
+        for version in range(self.snapshot().version + 1):
+            try:
+                out.append(Manifest.from_json(self.log.read(version)))
+            except FileNotFoundError:
+                continue
+        return out
+
+    def version_at(self, timestamp: float) -> int:
+        """The newest version committed at or before ``timestamp`` (seconds since the epoch)."""
+        for version in range(self.snapshot().version, -1, -1):
+            try:
+                if Manifest.from_json(self.log.read(version)).timestamp <= timestamp:
+                    return version
+            except FileNotFoundError:
+                break
+        raise NotFoundError("no retained version is that old")
+
+    def restore(self, version: int) -> int:
+        """Commit the rows of ``version`` as the newest version; returns the new version."""
+        old = self.pinned(version).snapshot().manifest
+
+        def transform(m: Manifest) -> Manifest:
+            # fields only ever grow, so the newest list names every field the old rows use
+            return m.child("restore", fragments=old.fragments, next_seq=max(m.next_seq, old.next_seq))
+
+        manifest = self.commit_transform(transform)
+        assert manifest is not None
+        return manifest.version
+
+    def stats(self) -> dict[str, Any]:
+        m = self.snapshot().manifest
+        rows = sum(f.rows for f in m.fragments)
+        live = m.live_rows
+        indexed = sum(f.live_rows for f in m.fragments if f.index)
+        extra = {f.index for f in m.fragments if f.index} | {f.deletes for f in m.fragments if f.deletes}
+        versions = [
+            n for n in self.storage.listdir(self.log.directory) if n.startswith("v") and n.endswith(".json")
+        ]
+        return {
+            "version": m.version,
+            "versions": len(versions),
+            "fragments": len(m.fragments),
+            "unindexed_fragments": sum(1 for f in m.fragments if not f.index),
+            "indexes": len({f.index for f in m.fragments if f.index}),
+            "rows": rows,
+            "live_rows": live,
+            "dead_rows": rows - live,
+            "indexed_fraction": round(indexed / live, 4) if live else 1.0,
+            "dimension": m.dimension,
+            "bytes": sum(f.bytes for f in m.fragments)
+            + sum(self.storage.size(self.cache.path(p)) for p in extra),
+        }
+
     def wait_for_index(self, timeout: float | None = None) -> None:
         """Index every committed row, inline (the background thread may be doing the same)."""
+        if self.pinned_version is not None:
+            return
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.indexer.step(force=True):
             if deadline is not None and time.monotonic() > deadline:

@@ -135,6 +135,11 @@ class Storage:
         with self.open_immutable(path) as f:
             return f.read()
 
+    def size(self, path: str) -> int:
+        if self.local:
+            return os.path.getsize(path)
+        return int(self.fs.size(path))
+
     def read_if_exists(self, path: str) -> bytes | None:
         """The file's bytes, or None if there is none (one request on an object store)."""
         try:
