@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -419,6 +420,22 @@ class Collection:
         return Collection(
             self._client, self._record, engine, self._embedding_function, self.tenant, self.database
         )
+
+    def vacuum(
+        self,
+        older_than: timedelta = timedelta(days=7),
+        keep_versions: int = 1,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        """Delete old versions and every file no retained version needs (superseded fragments,
+        indexes, deletion files, orphans of crashed writes). Versions newer than ``older_than``
+        and the newest ``keep_versions`` are retained; ``dry_run`` lists without deleting."""
+        seconds = older_than.total_seconds() if isinstance(older_than, timedelta) else older_than
+        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds < 0:
+            raise InvalidArgumentError(f"older_than must be a non-negative timedelta, got {older_than!r}")
+        if not isinstance(keep_versions, int) or isinstance(keep_versions, bool) or keep_versions < 1:
+            raise InvalidArgumentError(f"keep_versions must be an int >= 1, got {keep_versions!r}")
+        return dataclasses.asdict(self._engine.vacuum(float(seconds), keep_versions, dry_run))
 
     def stats(self) -> dict[str, Any]:
         """Version, retained versions, fragments, rows (live and dead), indexed fraction and

@@ -283,6 +283,13 @@ class CollectionEngine:
         assert manifest is not None
         return manifest.version
 
+    def vacuum(self, older_than: float, keep_versions: int, dry_run: bool):
+        if self.pinned_version is not None:
+            raise self._read_only()
+        from lakevec.lake.vacuum import vacuum
+
+        return vacuum(self, older_than, keep_versions, dry_run)
+
     def stats(self) -> dict[str, Any]:
         m = self.snapshot().manifest
         rows = sum(f.rows for f in m.fragments)

@@ -135,6 +135,33 @@ class Storage:
         with self.open_immutable(path) as f:
             return f.read()
 
+    def list_files(self, path: str) -> list[tuple[str, int, float]]:
+        """(base name, size, modification time as epoch seconds) of the files in a directory."""
+        if self.local:
+            try:
+                with os.scandir(path) as entries:
+                    return [
+                        (e.name, st.st_size, st.st_mtime) for e in entries if e.is_file() and (st := e.stat())
+                    ]
+            except FileNotFoundError:
+                return []
+        self.fs.invalidate_cache(path)
+        try:
+            infos = self.fs.ls(path, detail=True)
+        except FileNotFoundError:
+            return []
+        out = []
+        for info in infos:
+            if info.get("type") != "file":
+                continue
+            modified = info.get("LastModified") or info.get("mtime") or info.get("created") or 0
+            if hasattr(modified, "timestamp"):
+                modified = modified.timestamp()
+            out.append(
+                (info["name"].rstrip("/").rsplit("/", 1)[-1], int(info.get("size") or 0), float(modified))
+            )
+        return out
+
     def size(self, path: str) -> int:
         if self.local:
             return os.path.getsize(path)

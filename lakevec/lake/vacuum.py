@@ -1,0 +1,76 @@
+"""Delete what no retained version needs: old manifests, superseded fragments, indexes and
+deletion files, and the orphans of writes that crashed before their commit.
+
+Retention, as in Delta's VACUUM: every version committed within ``older_than`` of now is kept,
+and so are the newest ``keep_versions`` versions (the latest always). A file is deleted only if
+no retained version lists it *and* it was last modified before the window began, so the files
+of a write in flight (written, not yet committed) are never touched. A reader that pinned a
+version older than the window may lose its files: the window is the contract.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from lakevec.lake.log import version_name
+from lakevec.lake.manifest import Manifest
+
+if TYPE_CHECKING:
+    from lakevec.engine import CollectionEngine
+
+FILE_DIRS = ("data", "deletes", "index")
+
+
+@dataclass
+class VacuumResult:
+    kept_versions: list[int]
+    deleted_versions: list[int] = field(default_factory=list)
+    deleted_files: list[str] = field(default_factory=list)  # relative to the collection
+    deleted_bytes: int = 0
+    dry_run: bool = False
+
+
+def referenced(manifest: Manifest) -> set[str]:
+    out = set()
+    for f in manifest.fragments:
+        out.add(f.path)
+        if f.deletes:
+            out.add(f.deletes)
+        if f.index:
+            out.add(f.index)
+    return out
+
+
+def vacuum(engine: CollectionEngine, older_than: float, keep_versions: int, dry_run: bool) -> VacuumResult:
+    """``older_than`` in seconds; ``keep_versions`` >= 1."""
+    cutoff = time.time() - older_than
+    latest = engine.snapshot(fresh=True).version
+    manifests = engine.manifests()
+    newest = {m.version for m in manifests[-keep_versions:]} | {latest}
+    kept = [m for m in manifests if m.version in newest or m.timestamp >= cutoff]
+    needed: set[str] = set()
+    for m in kept:
+        needed |= referenced(m)
+    result = VacuumResult(kept_versions=[m.version for m in kept], dry_run=dry_run)
+
+    storage = engine.storage
+    for sub in FILE_DIRS:
+        for name, size, mtime in storage.list_files(engine.cache.path(sub)):
+            relative = f"{sub}/{name}"
+            if relative in needed or mtime >= cutoff:
+                continue
+            result.deleted_files.append(relative)
+            result.deleted_bytes += size
+    kept_numbers = set(result.kept_versions)
+    result.deleted_versions = [m.version for m in manifests if m.version not in kept_numbers]
+    if dry_run:
+        return result
+    # files first, then the manifests that listed them: a crash in between leaves manifests
+    # whose files are gone only for versions already outside the window
+    for relative in result.deleted_files:
+        storage.delete(engine.cache.path(relative))
+    for version in result.deleted_versions:
+        storage.delete(f"{engine.log.directory}/{version_name(version)}")
+    return result
