@@ -437,6 +437,14 @@ class Collection:
             raise InvalidArgumentError(f"keep_versions must be an int >= 1, got {keep_versions!r}")
         return dataclasses.asdict(self._engine.vacuum(float(seconds), keep_versions, dry_run))
 
+    def compact(self, target_rows: int = 1_000_000) -> dict[str, Any]:
+        """Rewrite small fragments and fragments with dead rows into fragments of up to
+        ``target_rows`` live rows, rebuild indexes that are mostly dead keys, and index
+        everything. Concurrent writes are kept (the commit rebases over them)."""
+        if not isinstance(target_rows, int) or isinstance(target_rows, bool) or target_rows < 1:
+            raise InvalidArgumentError(f"target_rows must be a positive int, got {target_rows!r}")
+        return self._engine.compact(target_rows)
+
     def stats(self) -> dict[str, Any]:
         """Version, retained versions, fragments, rows (live and dead), indexed fraction and
         bytes on storage of the version this object reads."""

@@ -290,6 +290,14 @@ class CollectionEngine:
 
         return vacuum(self, older_than, keep_versions, dry_run)
 
+    def compact(self, target_rows: int) -> dict[str, Any]:
+        if self.pinned_version is not None:
+            raise self._read_only()
+        from lakevec.write.compact import compact
+
+        with self.indexer._fold_lock:  # no background fold or merge in between
+            return compact(self, target_rows)
+
     def stats(self) -> dict[str, Any]:
         m = self.snapshot().manifest
         rows = sum(f.rows for f in m.fragments)

@@ -32,6 +32,18 @@ FOLD_MAX_TAIL = 50_000  # never leave more than this for exact search while writ
 GROUP_MAX_ROWS = 2_000_000  # start a new index past this many rows
 
 
+def stale_indexes(engine: CollectionEngine, manifest: Manifest, threshold: float) -> set[str]:
+    """Indexes in which more than ``threshold`` of the keys no longer point at a live row."""
+    live: dict[str, int] = {}
+    for e in manifest.fragments:
+        if e.index:
+            live[e.index] = live.get(e.index, 0) + e.live_rows
+    opened = engine._open_indexes(engine.snapshot())
+    return {
+        path for path, rows in live.items() if len(opened[path]) and 1 - rows / len(opened[path]) > threshold
+    }
+
+
 def new_index(dim: int, hnsw: dict[str, Any]) -> Index:
     return Index(
         ndim=dim,
@@ -81,6 +93,11 @@ class Indexer:
         self._head: _Head | None = None
         self._stopping = False
         self.last_error: BaseException | None = None
+
+    def forget_head(self) -> None:
+        """Start the next fold from the manifest, not from the index kept in memory."""
+        with self._fold_lock:
+            self._head = None
 
     def stop(self) -> None:
         self._stopping = True

@@ -1,0 +1,125 @@
+"""Compaction: rewrite fragments that are small or hold dead rows into large fragments of live
+rows, then index them; indexes mostly made of dead keys are rebuilt.
+
+The merged rows keep their ``_seq`` (``get`` order is unchanged). The commit rebases over writes
+that landed meanwhile: rows deleted or updated after they were read are marked dead in the new
+fragments (a deletion file), so nothing deleted comes back and nothing written is lost. If a
+fragment it read was replaced meanwhile (another compaction or merge), it starts over.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lakevec.lake.manifest import Manifest
+from lakevec.write.commit import write_fragment
+from lakevec.write.fragment import deletion_bytes
+
+if TYPE_CHECKING:
+    from lakevec.engine import CollectionEngine
+
+TARGET_ROWS = 1_000_000  # rows per compacted fragment
+STALE_INDEX = 0.3  # rebuild an index once this fraction of its keys no longer points at a live row
+ATTEMPTS = 5
+
+
+def compact(engine: CollectionEngine, target_rows: int = TARGET_ROWS) -> dict[str, Any]:
+    report = {"fragments_before": 0, "fragments_after": 0, "rows_dropped": 0, "indexes_rebuilt": 0}
+    for _ in range(ATTEMPTS):
+        outcome = _compact_once(engine, target_rows)
+        if outcome is not None:
+            report.update(outcome)
+            break
+    report["indexes_rebuilt"] = _drop_stale_indexes(engine)
+    engine.wait_for_index()
+    report["fragments_after"] = len(engine.snapshot().manifest.fragments)
+    return report
+
+
+def _compact_once(engine: CollectionEngine, target_rows: int) -> dict[str, Any] | None:
+    snap = engine.snapshot(fresh=True)
+    base = snap.manifest
+    chosen = [i for i, e in enumerate(base.fragments) if e.live_rows < e.rows or e.rows < target_rows // 4]
+    result = {"fragments_before": len(base.fragments), "rows_dropped": 0}
+    if not chosen or (
+        len(chosen) == 1 and base.fragments[chosen[0]].live_rows == base.fragments[chosen[0]].rows
+    ):
+        return result
+    tables, kept_rows = [], []
+    for i in chosen:
+        entry = base.fragments[i]
+        with engine.storage.open_immutable(engine.cache.path(entry.path)) as f:
+            table = pq.read_table(f)
+        keep = np.ones(entry.rows, dtype=bool)
+        if snap.dead[i] is not None:
+            keep[snap.dead[i]] = False
+        tables.append(table.filter(pa.array(keep)))
+        kept_rows.append(np.flatnonzero(keep))
+        result["rows_dropped"] += entry.rows - entry.live_rows
+    merged = pa.concat_tables(tables, promote_options="permissive")
+    pieces = [merged.slice(s, target_rows) for s in range(0, merged.num_rows, target_rows)]
+    entries = [write_fragment(engine.storage, engine.cache, p) for p in pieces if p.num_rows]
+    # where each kept (fragment, row) now lives: merged row number, then piece and row in it
+    starts = np.cumsum([0] + [len(k) for k in kept_rows])
+    replaced = {
+        base.fragments[i].id: (base.fragments[i], kept_rows[n], starts[n]) for n, i in enumerate(chosen)
+    }
+
+    def transform(m: Manifest) -> Manifest | None:
+        current = {e.id: e for e in m.fragments}
+        newly_dead = []
+        for frag_id, (old, kept, start) in replaced.items():
+            now = current.get(frag_id)
+            if now is None or now.rows != old.rows:
+                return None  # replaced by another merge: start over
+            if now.deletes != old.deletes:
+                dead = engine.cache.dead_rows(now)
+                lost = np.flatnonzero(np.isin(kept, dead))
+                newly_dead.append(start + lost)
+        dead_merged = np.concatenate(newly_dead) if newly_dead else np.zeros(0, dtype=np.int64)
+        new_entries = []
+        for n, entry in enumerate(entries):
+            lo = n * target_rows
+            rows = dead_merged[(dead_merged >= lo) & (dead_merged < lo + entry.rows)] - lo
+            if len(rows):
+                relative = f"deletes/{entry.id}-v{m.version + 1}-{uuid.uuid4().hex[:8]}.arrow"
+                engine.storage.write_new(engine.cache.path(relative), deletion_bytes(rows))
+                entry = dataclasses.replace(entry, deletes=relative, live_rows=entry.rows - len(rows))
+            if entry.live_rows:
+                new_entries.append(entry)
+        keep = [e for e in m.fragments if e.id not in replaced]
+        return m.child("compact", fragments=tuple(keep + new_entries))
+
+    if engine.commit_transform(transform) is None:
+        for entry in entries:
+            engine.storage.delete(engine.cache.path(entry.path))
+        return None
+    return result
+
+
+def _drop_stale_indexes(engine: CollectionEngine) -> int:
+    """Detach fragments from indexes whose keys are mostly dead, so the indexer builds fresh
+    ones (rows stay searchable exactly meanwhile). Returns how many indexes were dropped."""
+    from lakevec.write.index import stale_indexes
+
+    m = engine.snapshot(fresh=True).manifest
+    stale = stale_indexes(engine, m, STALE_INDEX)
+    if not stale:
+        return 0
+
+    def transform(current: Manifest) -> Manifest:
+        fragments = [
+            dataclasses.replace(e, index=None, index_base=0) if e.index in stale else e
+            for e in current.fragments
+        ]
+        return current.child("compact", fragments=tuple(fragments))
+
+    engine.commit_transform(transform)
+    engine.indexer.forget_head()
+    return len(stale)

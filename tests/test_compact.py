@@ -1,0 +1,99 @@
+"""compact() leaves every result unchanged, drops dead rows, rebases over concurrent writes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lakevec
+from lakevec.errors import InvalidArgumentError
+
+
+def _exact(col, q, k):
+    got = col.get(include=["embeddings"])
+    vectors = np.asarray(got["embeddings"])
+    d = ((vectors[None, :, :] - q[:, None, :]) ** 2).sum(-1)
+    return [[got["ids"][j] for j in np.argsort(row, kind="stable")[:k]] for row in d]
+
+
+def _fill(col, rng, batches=6, rows=40):
+    for b in range(batches):
+        ids = [f"b{b}-{i}" for i in range(rows)]
+        col.add(ids=ids, embeddings=rng.random((rows, 4)), metadatas=[{"b": b, "i": i} for i in range(rows)])
+        col.delete(ids=ids[::3])
+    col.upsert(ids=["b0-1", "b5-2"], embeddings=rng.random((2, 4)), metadatas=[{"b": 99, "i": 0}] * 2)
+
+
+def test_compact_keeps_results_and_drops_dead_rows(root):
+    col = lakevec.PersistentClient(root).create_collection("cmp", embedding_function=None)
+    rng = np.random.default_rng(2)
+    _fill(col, rng)
+    before = col.get(include=["embeddings", "metadatas"])
+    assert col.stats()["dead_rows"] > 0 and col.stats()["fragments"] > 1
+    report = col.compact()
+    stats = col.stats()
+    assert stats["dead_rows"] == 0 and stats["fragments"] == 1 == report["fragments_after"]
+    assert stats["indexed_fraction"] == 1.0 and col.versions()[-1]["operation"] in ("compact", "index")
+    after = col.get(include=["embeddings", "metadatas"])
+    assert after["ids"] == before["ids"] and after["metadatas"] == before["metadatas"]
+    np.testing.assert_array_equal(after["embeddings"], before["embeddings"])
+    q = rng.random((4, 4))
+    assert col.query(query_embeddings=q, n_results=6)["ids"] == _exact(col, q, 6)
+    reopened = lakevec.PersistentClient(root).get_collection("cmp", embedding_function=None)
+    assert reopened.get()["ids"] == before["ids"]
+    assert col.at(1).count() == 40  # history before the compaction stays readable
+
+
+def test_compact_rebases_over_concurrent_writes(tmp_path, monkeypatch):
+    from lakevec.write import compact as compact_module
+
+    root = str(tmp_path / "root")
+    col = lakevec.PersistentClient(root).create_collection("cmp", embedding_function=None)
+    rng = np.random.default_rng(4)
+    _fill(col, rng, batches=3)
+    other = lakevec.PersistentClient(root).get_collection("cmp", embedding_function=None)
+    original = compact_module.write_fragment
+    calls = []
+
+    def write_then_race(*args, **kwargs):
+        entry = original(*args, **kwargs)
+        if not calls:  # another writer commits while the compaction is between read and commit
+            other.delete(ids=["b0-1", "b1-1"])
+            other.upsert(ids=["b2-2"], embeddings=[[9.0, 9.0, 9.0, 9.0]], metadatas=[{"b": "new"}])
+            other.add(ids=["fresh"], embeddings=[[1.0, 1.0, 1.0, 1.0]])
+        calls.append(entry)
+        return entry
+
+    monkeypatch.setattr(compact_module, "write_fragment", write_then_race)
+    expected = other.get(include=["metadatas"])  # before the race
+    col.compact()
+    got = col.get(include=["metadatas", "embeddings"])
+    ids = set(got["ids"])
+    assert "b0-1" not in ids and "b1-1" not in ids  # deleted meanwhile: stays deleted
+    assert "fresh" in ids  # added meanwhile: kept
+    by_id = dict(zip(got["ids"], got["metadatas"]))
+    assert by_id["b2-2"] == {"b": "new", "i": 2}  # updated meanwhile: the update wins, once
+    assert got["ids"].count("b2-2") == 1
+    assert ids == (set(expected["ids"]) - {"b0-1", "b1-1"}) | {"fresh"}
+    assert col.count() == len(ids)
+
+
+def test_compact_leaves_an_index_of_live_rows_only(collection):
+    rng = np.random.default_rng(8)
+    collection.add(ids=[f"r{i}" for i in range(6000)], embeddings=rng.random((6000, 8)))
+    collection.wait_for_index()
+    collection.delete(ids=[f"r{i}" for i in range(0, 6000, 2)] + [f"r{i}" for i in range(1, 3000, 2)])
+    collection.compact()
+    engine = collection._engine
+    opened = engine._open_indexes(engine.snapshot())
+    assert [len(i) for i in opened.values()] == [1500]
+    q = rng.random((3, 8))
+    assert collection.query(query_embeddings=q, n_results=5)["ids"] == _exact(collection, q, 5)
+
+
+def test_compact_arguments(collection):
+    with pytest.raises(InvalidArgumentError):
+        collection.compact(target_rows=0)
+    collection.add(ids=["a"], embeddings=[[1.0, 2.0]])
+    with pytest.raises(InvalidArgumentError, match="read-only"):
+        collection.at(1).compact()
