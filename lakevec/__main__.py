@@ -1,0 +1,5 @@
+import sys
+
+from lakevec.cli import main
+
+sys.exit(main())
