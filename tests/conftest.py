@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import uuid
 
 import fsspec
@@ -24,6 +25,19 @@ def s3_server(tmp_path_factory):
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    # moto checks If-None-Match and then stores the object, two steps that concurrent requests
+    # can interleave; S3 does both atomically. Serialize moto's PUTs so the fake gives the
+    # guarantee the real service gives (without this, two committers can both "win").
+    from moto.s3.responses import S3Response
+
+    original_put = S3Response.put_object
+    put_lock = threading.Lock()
+
+    def atomic_put(self):
+        with put_lock:
+            return original_put(self)
+
+    S3Response.put_object = atomic_put
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -45,6 +59,7 @@ def s3_server(tmp_path_factory):
         else:
             os.environ[key] = value
     server.stop()
+    S3Response.put_object = original_put
 
 
 def make_root(kind: str, tmp_path, request=None) -> str:
