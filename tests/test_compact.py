@@ -97,3 +97,27 @@ def test_compact_arguments(collection):
     collection.add(ids=["a"], embeddings=[[1.0, 2.0]])
     with pytest.raises(InvalidArgumentError, match="read-only"):
         collection.at(1).compact()
+
+
+def _compactor(root: str, rounds: int) -> None:
+    col = lakevec.PersistentClient(root).get_collection("shared", embedding_function=None)
+    for _ in range(rounds):
+        col.compact(target_rows=50)
+
+
+def test_compaction_and_writers_in_separate_processes_lose_nothing(tmp_path):
+    import multiprocessing as mp
+
+    from tests.test_concurrency import _check, _writer
+
+    root = str(tmp_path / "root")
+    lakevec.PersistentClient(root).create_collection("shared", embedding_function=None)
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(root, w, 6)) for w in range(2)]
+    procs.append(ctx.Process(target=_compactor, args=(root, 6)))
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=300)
+        assert p.exitcode == 0
+    _check(root, 2, 6)

@@ -1,11 +1,13 @@
 """A random sequence of writes and reads, checked step by step against a plain-Python model,
-with the client reopened from storage along the way."""
+with the client reopened, the collection compacted and vacuumed, and old versions read back
+along the way."""
 
 from __future__ import annotations
 
 import shutil
 import tempfile
 import uuid
+from datetime import timedelta
 
 import numpy as np
 from hypothesis import HealthCheck, settings
@@ -62,6 +64,7 @@ class CollectionMachine(RuleBasedStateMachine):
         self.col = lakevec.PersistentClient(self.root).create_collection("state", embedding_function=None)
         self.model: dict[str, dict] = {}
         self.next_seq = 0
+        self.history: dict[int, tuple[list[str], list]] = {}  # version -> (ids in order, embeddings)
 
     def teardown(self):
         if getattr(self, "tmp", None):
@@ -153,6 +156,27 @@ class CollectionMachine(RuleBasedStateMachine):
     def reopen(self):
         self.col = lakevec.PersistentClient(self.root).get_collection("state", embedding_function=None)
 
+    @precondition(lambda self: hasattr(self, "col"))
+    @rule(target_rows=st.integers(3, 40))
+    def compact(self, target_rows):
+        self.col.compact(target_rows=target_rows)
+
+    @precondition(lambda self: hasattr(self, "col"))
+    @rule(keep=st.integers(1, 4))
+    def vacuum(self, keep):
+        kept = set(self.col.vacuum(older_than=timedelta(0), keep_versions=keep)["kept_versions"])
+        self.history = {v: state for v, state in self.history.items() if v in kept}
+
+    @precondition(lambda self: getattr(self, "history", None))
+    @rule(data=st.data())
+    def read_old_version(self, data):
+        version = data.draw(st.sampled_from(sorted(self.history)))
+        ids, embeddings = self.history[version]
+        got = self.col.at(version).get(include=["embeddings"])
+        assert got["ids"] == ids
+        if ids:
+            np.testing.assert_array_equal(got["embeddings"], embeddings)
+
     @invariant()
     def same_rows(self):
         if not hasattr(self, "col"):
@@ -161,8 +185,10 @@ class CollectionMachine(RuleBasedStateMachine):
         got = self.col.get(include=["embeddings"])
         order = [i for i, _ in sorted(self.model.items(), key=lambda kv: kv[1]["seq"])]
         assert got["ids"] == order
+        embeddings = [self.model[i]["emb"] for i in order]
         if order:
-            np.testing.assert_array_equal(got["embeddings"], [self.model[i]["emb"] for i in order])
+            np.testing.assert_array_equal(got["embeddings"], embeddings)
+        self.history[self.col.version] = (order, embeddings)
 
 
 CollectionMachine.TestCase.settings = settings(
