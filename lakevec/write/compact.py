@@ -1,5 +1,5 @@
-"""Compaction: rewrite fragments that are small or hold dead rows into large fragments of live
-rows, then index them; indexes mostly made of dead keys are rebuilt.
+"""Compaction: rewrite fragments that hold dead rows (over 10 %) or are small and unindexed into
+large fragments of live rows, then index them; indexes mostly made of dead keys are rebuilt.
 
 The merged rows keep their ``_seq`` (``get`` order is unchanged). The commit rebases over writes
 that landed meanwhile: rows deleted or updated after they were read are marked dead in the new
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from lakevec.engine import CollectionEngine
 
 TARGET_ROWS = 1_000_000  # rows per compacted fragment
+DEAD_FRACTION = 0.1  # rewrite a fragment once more than this fraction of its rows is dead
 STALE_INDEX = 0.3  # rebuild an index once this fraction of its keys no longer points at a live row
 ATTEMPTS = 5
 
@@ -45,7 +46,14 @@ def compact(engine: CollectionEngine, target_rows: int = TARGET_ROWS) -> dict[st
 def _compact_once(engine: CollectionEngine, target_rows: int) -> dict[str, Any] | None:
     snap = engine.snapshot(fresh=True)
     base = snap.manifest
-    chosen = [i for i, e in enumerate(base.fragments) if e.live_rows < e.rows or e.rows < target_rows // 4]
+    # dead rows are worth a rewrite; so are small unindexed fragments. A small fragment that is
+    # already indexed stays: queries cost per index, not per fragment, and rewriting it would
+    # mean indexing its rows again
+    chosen = [
+        i
+        for i, e in enumerate(base.fragments)
+        if (e.rows - e.live_rows) > DEAD_FRACTION * e.rows or (e.index is None and e.rows < target_rows // 4)
+    ]
     result = {"fragments_before": len(base.fragments), "rows_dropped": 0}
     if not chosen or (
         len(chosen) == 1 and base.fragments[chosen[0]].live_rows == base.fragments[chosen[0]].rows
