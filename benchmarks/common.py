@@ -32,6 +32,17 @@ def header(benchmark: str, script: str, argv: list[str] | None, **settings: Any)
     }
 
 
+def heading(title: str, result: dict) -> list[str]:
+    """The first lines of every report: title, command, machine."""
+    return [
+        f"# {title} ({result['date']})",
+        "",
+        f"Command: `{result['command']}`  ",
+        f"Machine: {result['machine']['cpus']} CPUs, {result['machine']['platform']}",
+        "",
+    ]
+
+
 def write(result: dict, out: str, markdown: str) -> None:
     """``<out>/<date>-<machine>-<benchmark>.{json,md}``, and the table on stdout."""
     folder = Path(out)

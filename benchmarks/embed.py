@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import header, write  # noqa: E402
+from benchmarks.common import header, heading, write  # noqa: E402
 
 WORDS = (
     "the market fell sharply after central bank officials said rates would rise again while "
@@ -106,11 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
     ratio = result["lakevec_2_threads_per_s"] / result["chroma_per_s"]
     result["ratio_2_threads_vs_chroma"] = round(ratio, 1)
     lines = [
-        f"# Default embedder ({result['date']})",
-        "",
-        f"Command: `{result['command']}`  ",
-        f"Machine: {result['machine']['cpus']} CPUs, {result['machine']['platform']}",
-        "",
+        *heading("Default embedder", result),
         "| measure | value |",
         "|---|---:|",
         f"| build graph + load, empty cache (fresh process) | {result['build_and_load_s']} s |",

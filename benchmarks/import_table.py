@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import header, write  # noqa: E402
+from benchmarks.common import header, heading, write  # noqa: E402
 
 PAIRS = [("lakevec", "parquet"), ("lakevec", "polars"), ("lancedb", "parquet"), ("lancedb", "polars")]
 
@@ -154,11 +154,7 @@ def main(argv: list[str] | None = None) -> dict:
     result["runs"] = list(best.values())
     by = best
     lines = [
-        f"# Import {args.n:,} x {args.dim} rows ({result['date']})",
-        "",
-        f"Command: `{result['command']}`  ",
-        f"Machine: {result['machine']['cpus']} CPUs, {result['machine']['platform']}",
-        "",
+        *heading(f"Import {args.n:,} x {args.dim} rows", result),
         "| system | source | rows/s | seconds | median seconds | peak RSS (MB) | on disk (MB) |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import header, write  # noqa: E402
+from benchmarks.common import header, heading, write  # noqa: E402
 
 
 def disk_bytes(path: Path) -> int:
@@ -119,12 +119,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     ing = result["ingest"]
     lines = [
-        f"# Many small writes, compaction and vacuum: {args.n:,} x {args.dim} in batches of {args.batch:,} "
-        f"({result['date']})",
-        "",
-        f"Command: `{result['command']}`  ",
-        f"Machine: {result['machine']['cpus']} CPUs, {result['machine']['platform']}",
-        "",
+        *heading(
+            f"Many small writes, compaction and vacuum: {args.n:,} x {args.dim} in batches of {args.batch:,}",
+            result,
+        ),
         "| measure | value |",
         "|---|---:|",
         f"| ingest vectors/s (add returns durable) | {ing['vectors_per_s']:,} |",

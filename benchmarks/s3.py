@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import header, write  # noqa: E402
+from benchmarks.common import header, heading, write  # noqa: E402
 
 BUCKET = "lakevec-bench"
 QUERIES = 200
@@ -197,11 +197,7 @@ def main(argv: list[str] | None = None) -> dict:
     ratio = cold["warm_p50_ms"] / local["warm_p50_ms"]
     result["warm_ratio_s3_to_local"] = round(ratio, 2)
     lines = [
-        f"# S3 (moto on 127.0.0.1) vs local disk, {args.n:,} x {args.dim} ({result['date']})",
-        "",
-        f"Command: `{result['command']}`  ",
-        f"Machine: {result['machine']['cpus']} CPUs, {result['machine']['platform']}",
-        "",
+        *heading(f"S3 (moto on 127.0.0.1) vs local disk, {args.n:,} x {args.dim}", result),
         "| root | open + first query s | requests | MB fetched | warm p50 ms | warm p99 ms | requests/query | bytes/query |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]

@@ -81,3 +81,14 @@ def test_s3_benchmark_smoke(tmp_path):
     assert result["s3_cold"]["cold_requests"] > 0 and result["s3_cached"]["cold_mb"] == 0
     assert result["local"]["warm_p50_ms"] > 0
     assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json", ".md"]
+
+
+def test_maintenance_benchmark_smoke(tmp_path):
+    from benchmarks import maintenance
+
+    result = maintenance.main(
+        ["--n", "3000", "--dim", "8", "--batch", "500", "--queries", "5", "--out", str(tmp_path)]
+    )
+    assert result["ingest"]["vectors_per_s"] > 0 and result["qps_after_compact"] > 0
+    assert result["disk_ratio_to_fresh"] > 0
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json", ".md"]
