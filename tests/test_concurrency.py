@@ -149,3 +149,27 @@ def test_threads_filter_while_others_write(root):
         t.join(timeout=60)
     assert not errors
     assert col.get(where={"k": 1}, include=[])["ids"][:2] == ["seed1", "seed6"]
+
+
+def test_racing_deletes_on_one_fragment_both_land(root):
+    """Two writers plan deletes in the same fragment on the same version: the loser's deletion
+    file must not overwrite or remove the winner's (names are unique per attempt)."""
+    a = lakevec.PersistentClient(root).create_collection("race", embedding_function=None)
+    a.add(ids=[f"r{i}" for i in range(10)], embeddings=np.eye(10)[:, :3])
+    b = lakevec.PersistentClient(root).get_collection("race", embedding_function=None)
+    engine = b._engine
+    original = engine.log.try_commit
+    raced = []
+
+    def commit_after_the_other_writer(version, document):
+        if not raced:
+            raced.append(version)
+            a.delete(ids=["r1"])  # wins this version while b is about to commit it
+        return original(version, document)
+
+    engine.log.try_commit = commit_after_the_other_writer
+    b.delete(ids=["r2"])
+    assert raced
+    expected = [f"r{i}" for i in range(10) if i not in (1, 2)]
+    for reader in (a, b, lakevec.PersistentClient(root).get_collection("race", embedding_function=None)):
+        assert reader.get()["ids"] == expected

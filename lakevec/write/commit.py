@@ -110,7 +110,8 @@ def write_and_commit(
             dead = rows[frag_idx == i]
             if old is not None:
                 dead = np.union1d(old, dead)
-            relative = f"deletes/{entry.id}-v{version}.arrow"
+            # unique per attempt: two writers racing for the same version must never share a name
+            relative = f"deletes/{entry.id}-v{version}-{uuid.uuid4().hex[:12]}.arrow"
             storage.write_new(cache.path(relative), deletion_bytes(dead))
             written.deletes[relative] = dead
             fragments[i] = dataclasses.replace(entry, deletes=relative, live_rows=entry.rows - len(dead))
