@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +36,8 @@ MAX_ATTEMPTS = 64
 # process read each other's writes at once, whatever the consistency interval
 _NEWEST: dict[tuple[str, str], int] = {}
 _NEWEST_LOCK = threading.Lock()
+# read-only engines over old versions alive in this process: vacuum keeps what they read
+_PINNED: weakref.WeakSet[CollectionEngine] = weakref.WeakSet()
 
 
 class CollectionEngine:
@@ -249,7 +252,14 @@ class CollectionEngine:
         engine = CollectionEngine(self.storage, self.collection_id)
         engine.pinned_version = version
         engine._snapshot = Snapshot(manifest, engine.cache)
+        _PINNED.add(engine)
         return engine
+
+    def pinned_versions(self) -> set[int]:
+        """Versions that live read-only views of this collection in this process read."""
+        return {
+            e.pinned_version for e in list(_PINNED) if e._key == self._key and e.pinned_version is not None
+        }
 
     def manifests(self) -> list[Manifest]:
         """Every retained version, oldest first (one small read each)."""

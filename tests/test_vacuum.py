@@ -96,3 +96,20 @@ def test_vacuum_arguments_and_read_only(collection):
             collection.vacuum(**bad)
     with pytest.raises(InvalidArgumentError, match="read-only"):
         collection.at(0).vacuum()
+
+
+def test_vacuum_keeps_versions_open_in_this_process(collection):
+    _history(collection)
+    old_version = 3
+    old = collection.at(old_version)
+    expected = old.get(include=["embeddings"])
+    kept = collection.vacuum(older_than=timedelta(0))["kept_versions"]
+    assert old_version in kept
+    got = old.get(include=["embeddings"])
+    assert got["ids"] == expected["ids"]
+    assert collection.at(old_version).count() == len(expected["ids"])
+    del old, got
+    import gc
+
+    gc.collect()
+    assert old_version not in collection.vacuum(older_than=timedelta(0))["kept_versions"]

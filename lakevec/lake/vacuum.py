@@ -5,7 +5,8 @@ Retention, as in Delta's VACUUM: every version committed within ``older_than`` o
 and so are the newest ``keep_versions`` versions (the latest always). A file is deleted only if
 no retained version lists it *and* it was last modified before the window began, so the files
 of a write in flight (written, not yet committed) are never touched. A reader that pinned a
-version older than the window may lose its files: the window is the contract.
+version older than the window may lose its files: the window is the contract. Versions that
+read-only views (``collection.at(...)``) alive in this process read are always kept.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def vacuum(engine: CollectionEngine, older_than: float, keep_versions: int, dry_
     cutoff = time.time() - older_than
     latest = engine.snapshot(fresh=True).version
     manifests = engine.manifests()
-    newest = {m.version for m in manifests[-keep_versions:]} | {latest}
+    newest = {m.version for m in manifests[-keep_versions:]} | {latest} | engine.pinned_versions()
     kept = [m for m in manifests if m.version in newest or m.timestamp >= cutoff]
     needed: set[str] = set()
     for m in kept:
