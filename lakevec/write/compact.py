@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from lakevec.lake.manifest import Manifest
 from lakevec.write.commit import write_fragment
+from lakevec.write.embed import progress_bar
 from lakevec.write.fragment import deletion_bytes
 
 if TYPE_CHECKING:
@@ -60,8 +61,11 @@ def _compact_once(engine: CollectionEngine, target_rows: int) -> dict[str, Any] 
     ):
         return result
     tables, kept_rows = [], []
+    bar = progress_bar(sum(base.fragments[i].rows for i in chosen), "compact: read", "row")
     for i in chosen:
         entry = base.fragments[i]
+        if bar is not None:
+            bar.update(entry.rows)
         with engine.storage.open_immutable(engine.cache.path(entry.path)) as f:
             table = pq.read_table(f)
         keep = np.ones(entry.rows, dtype=bool)
@@ -70,6 +74,8 @@ def _compact_once(engine: CollectionEngine, target_rows: int) -> dict[str, Any] 
         tables.append(table.filter(pa.array(keep)))
         kept_rows.append(np.flatnonzero(keep))
         result["rows_dropped"] += entry.rows - entry.live_rows
+    if bar is not None:
+        bar.close()
     merged = pa.concat_tables(tables, promote_options="permissive")
     pieces = [merged.slice(s, target_rows) for s in range(0, merged.num_rows, target_rows)]
     entries = [write_fragment(engine.storage, engine.cache, p) for p in pieces if p.num_rows]
