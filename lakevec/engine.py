@@ -305,7 +305,7 @@ class CollectionEngine:
             raise self._read_only()
         from lakevec.write.compact import compact
 
-        with self.indexer._fold_lock:  # no background fold or merge in between
+        with self.indexer._fold_lock, self.indexer._merge_lock:  # no background fold or merge
             return compact(self, target_rows)
 
     def stats(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import os
 import threading
 import uuid
 import weakref
@@ -69,8 +70,9 @@ def _stop_all() -> None:
     for indexer in indexers:
         indexer.stop()
     for indexer in indexers:
-        if indexer._thread is not None:
-            indexer._thread.join(timeout=30)
+        for thread in (indexer._thread, indexer._merger):
+            if thread is not None:
+                thread.join(timeout=30)
 
 
 @dataclasses.dataclass
@@ -93,6 +95,13 @@ class Indexer:
         self._head: _Head | None = None
         self._stopping = False
         self.last_error: BaseException | None = None
+        # small fragments are merged on their own thread, so they do not pile up behind a long
+        # fold; a fold announces the fragments it is indexing and merges leave those alone
+        self._merge_lock = threading.RLock()
+        self._merge_wake = threading.Event()
+        self._merger: threading.Thread | None = None
+        self._folding: frozenset[str] = frozenset()
+        self._threads = 0
 
     def forget_head(self) -> None:
         """Start the next fold from the manifest, not from the index kept in memory."""
@@ -102,6 +111,7 @@ class Indexer:
     def stop(self) -> None:
         self._stopping = True
         self._wake.set()
+        self._merge_wake.set()
 
     # -- scheduling ----------------------------------------------------------------------
     def notify(self) -> None:
@@ -110,9 +120,29 @@ class Indexer:
             return
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="lakevec-indexer", daemon=True)
+            self._merger = threading.Thread(target=self._merge_loop, name="lakevec-merger", daemon=True)
             _RUNNING.add(self)
             self._thread.start()
+            self._merger.start()
         self._wake.set()
+        self._merge_wake.set()
+
+    def _merge_loop(self) -> None:
+        while not self._stopping:
+            self._merge_wake.wait()
+            self._merge_wake.clear()
+            if self._stopping:
+                return
+            try:
+                while not self._stopping and self.merge():
+                    pass
+            except BaseException as exc:  # the fold thread and wait_for_index merge too
+                self.last_error = exc
+
+    def merge(self) -> bool:
+        """Merge small fragments that no fold is indexing; True if a merge was committed."""
+        with self._merge_lock:
+            return merge_small(self.engine, exclude=self._folding)
 
     def _run(self) -> None:
         while not self._stopping:
@@ -132,7 +162,7 @@ class Indexer:
     def step(self, *, force: bool) -> bool:
         """One unit of background work: merge small fragments, else fold the tail into an index."""
         with self._fold_lock:
-            if merge_small(self.engine):
+            if self.merge():
                 return True
             return self.fold(force=force)
 
@@ -140,11 +170,13 @@ class Indexer:
     def fold(self, *, force: bool) -> bool:
         """Add the unindexed fragments to the newest index; True if something was committed."""
         with self._fold_lock:
-            snap = self.engine.snapshot()
-            manifest = snap.manifest
-            tail = [i for i, e in enumerate(manifest.fragments) if e.index is None and e.live_rows > 0]
-            if not tail or manifest.dimension is None:
-                return False
+            with self._merge_lock:  # no merge half way: the tail is taken from a settled version
+                snap = self.engine.snapshot()
+                manifest = snap.manifest
+                tail = [i for i, e in enumerate(manifest.fragments) if e.index is None and e.live_rows > 0]
+                if not tail or manifest.dimension is None:
+                    return False
+                self._folding = frozenset(manifest.fragments[i].id for i in tail)
             indexed = [e for e in manifest.fragments if e.index is not None]
             head_path = indexed[-1].index if indexed else None  # the newest index
             head_rows = sum(e.rows for e in indexed if e.index == head_path)
@@ -152,13 +184,19 @@ class Indexer:
                 head_path, head_rows = None, 0
             tail_rows = sum(manifest.fragments[i].rows for i in tail)
             if not force and tail_rows < min(FOLD_MAX_TAIL, max(FOLD_MIN_ROWS, head_rows // 8)):
+                self._folding = frozenset()
                 return False
 
+            # a background fold leaves one core to the writers; an inline one (wait_for_index,
+            # compact) has the caller waiting and uses them all
+            self._threads = 0 if force else max(1, (os.cpu_count() or 2) - 1)
             try:
                 return self._fold(snap, tail, head_path)
             except BaseException:
                 self._head = None  # the in-memory copy may hold uncommitted rows
                 raise
+            finally:
+                self._folding = frozenset()
 
     def _fold(self, snap, tail: list[int], head_path: str | None) -> bool:
         manifest = snap.manifest
@@ -172,7 +210,7 @@ class Indexer:
             if snap.dead[i] is not None:
                 rows = np.setdiff1d(rows, snap.dead[i])
             vectors = np.ascontiguousarray(frag.embeddings[rows])
-            head.index.add(key + rows, vectors, threads=0, progress=self._keep_going)
+            head.index.add(key + rows, vectors, threads=self._threads, progress=self._keep_going)
             if self._stopping:
                 raise _Stopped
             bases[entry.id] = key

@@ -27,11 +27,16 @@ SMALL_ROWS = 8192
 MERGE_COUNT = 8
 
 
-def merge_small(engine: CollectionEngine) -> bool:
-    """Merge the small unindexed fragments if enough have piled up; True if committed."""
+def merge_small(engine: CollectionEngine, exclude: frozenset[str] = frozenset()) -> bool:
+    """Merge the small unindexed fragments if enough have piled up; True if committed.
+    ``exclude``: fragment ids a fold in progress is indexing (left to it)."""
     snap = engine.snapshot()
     base = snap.manifest
-    small = [i for i, e in enumerate(base.fragments) if e.index is None and e.rows < SMALL_ROWS]
+    small = [
+        i
+        for i, e in enumerate(base.fragments)
+        if e.index is None and e.rows < SMALL_ROWS and e.id not in exclude
+    ]
     if len(small) < MERGE_COUNT:
         return False
     parts = []
