@@ -23,6 +23,7 @@ from lakevec.interop import QueryResult
 from lakevec.lake.log import VersionLog, backoff
 from lakevec.lake.manifest import Manifest
 from lakevec.lake.storage import Storage
+from lakevec.lake.vacuum import referenced
 from lakevec.read.query import FilterCache, query_result, search
 from lakevec.read.rows import get_result, select
 from lakevec.read.snapshot import FragmentCache, Snapshot
@@ -313,7 +314,7 @@ class CollectionEngine:
         rows = sum(f.rows for f in m.fragments)
         live = m.live_rows
         indexed = sum(f.live_rows for f in m.fragments if f.index)
-        extra = {f.index for f in m.fragments if f.index} | {f.deletes for f in m.fragments if f.deletes}
+        extra = referenced(m) - {f.path for f in m.fragments}  # indexes and deletion files
         versions = [
             n for n in self.storage.listdir(self.log.directory) if n.startswith("v") and n.endswith(".json")
         ]

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from lakevec.lake.manifest import Manifest
 from lakevec.write.commit import write_fragment
 from lakevec.write.embed import progress_bar
 from lakevec.write.fragment import deletion_bytes
+from lakevec.write.merge import live_rows
 
 if TYPE_CHECKING:
     from lakevec.engine import CollectionEngine
@@ -66,13 +66,9 @@ def _compact_once(engine: CollectionEngine, target_rows: int) -> dict[str, Any] 
         entry = base.fragments[i]
         if bar is not None:
             bar.update(entry.rows)
-        with engine.storage.open_immutable(engine.cache.path(entry.path)) as f:
-            table = pq.read_table(f)
-        keep = np.ones(entry.rows, dtype=bool)
-        if snap.dead[i] is not None:
-            keep[snap.dead[i]] = False
-        tables.append(table.filter(pa.array(keep)))
-        kept_rows.append(np.flatnonzero(keep))
+        table, kept = live_rows(engine, snap, i)
+        tables.append(table)
+        kept_rows.append(kept)
         result["rows_dropped"] += entry.rows - entry.live_rows
     if bar is not None:
         bar.close()

@@ -22,9 +22,21 @@ from lakevec.write.commit import write_fragment
 
 if TYPE_CHECKING:
     from lakevec.engine import CollectionEngine
+    from lakevec.read.snapshot import Snapshot
 
 SMALL_ROWS = 8192
 MERGE_COUNT = 8
+
+
+def live_rows(engine: CollectionEngine, snap: Snapshot, i: int) -> tuple[pa.Table, np.ndarray]:
+    """Fragment ``i`` of ``snap`` read back without its dead rows, and the row numbers kept."""
+    entry = snap.manifest.fragments[i]
+    with engine.storage.open_immutable(engine.cache.path(entry.path)) as f:
+        table = pq.read_table(f)
+    keep = np.ones(entry.rows, dtype=bool)
+    if snap.dead[i] is not None:
+        keep[snap.dead[i]] = False
+    return table.filter(pa.array(keep)), np.flatnonzero(keep)
 
 
 def merge_small(engine: CollectionEngine, exclude: frozenset[str] = frozenset()) -> bool:
@@ -39,16 +51,7 @@ def merge_small(engine: CollectionEngine, exclude: frozenset[str] = frozenset())
     ]
     if len(small) < MERGE_COUNT:
         return False
-    parts = []
-    for i in small:
-        entry = base.fragments[i]
-        with engine.storage.open_immutable(engine.cache.path(entry.path)) as f:
-            table = pq.read_table(f)
-        if snap.dead[i] is not None:
-            keep = np.ones(entry.rows, dtype=bool)
-            keep[snap.dead[i]] = False
-            table = table.filter(pa.array(keep))
-        parts.append(table)
+    parts = [live_rows(engine, snap, i)[0] for i in small]
     merged = pa.concat_tables(parts, promote_options="permissive")
     entry = write_fragment(engine.storage, engine.cache, merged)
     replaced = {base.fragments[i].id: base.fragments[i] for i in small}
