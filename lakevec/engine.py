@@ -66,7 +66,7 @@ class CollectionEngine:
     def create(self, config: dict[str, Any]) -> None:
         self.log.try_commit(0, Manifest.empty(config).to_json())
 
-    def snapshot(self, fresh: bool = False) -> Snapshot:
+    def snapshot(self, fresh: bool = False, indexes: bool = False) -> Snapshot:
         """The newest committed version: one probe of the log when nothing changed. On object
         stores a read reuses a version checked less than ``storage.consistency_interval`` ago
         (other processes' commits show within that bound; this process's own at once); writes
@@ -92,6 +92,9 @@ class CollectionEngine:
                 raise NotFoundError("Collection does not exist (its manifest log is missing)")
             if snap is None or latest != known:
                 manifest = Manifest.from_json(self.log.read(latest))
+                if indexes:  # a query: its indexes download while the fragments do
+                    new = {e.index for e in manifest.fragments if e.index and e.index not in self._indexes}
+                    self.storage.prefetch(self.cache.path(path) for path in new)
                 self._install(manifest)
             assert self._snapshot is not None
             return self._snapshot
@@ -228,7 +231,7 @@ class CollectionEngine:
         self, queries: np.ndarray, k: int, *, ids, where, where_document, include, hnsw, where_sql=None
     ) -> dict[str, Any]:
         """``queries`` as the caller gave them: checked here against the snapshot's dimension."""
-        snap = self.snapshot()
+        snap = self.snapshot(indexes=True)
         queries = validate_query_embeddings(queries, snap.manifest.dimension)
         allowed = self._filters.allowed(snap, self._con, ids, where, where_document, where_sql)
         hits = search(snap, self._open_indexes(snap), queries, k, allowed, hnsw)

@@ -39,6 +39,7 @@ class FileCache:
         self.max_bytes = max_bytes
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._inflight: dict[Path, threading.Event] = {}  # copies this process is fetching
         self.hits = 0
         self.misses = 0
 
@@ -49,8 +50,26 @@ class FileCache:
         return self.directory / digest[:2] / f"{digest}{suffix}"
 
     def get(self, url: str, fetch: Callable[[str], None]) -> str:
-        """The local path of ``url``'s copy; ``fetch(tmp_path)`` downloads it on a miss."""
+        """The local path of ``url``'s copy; ``fetch(tmp_path)`` downloads it on a miss (once
+        per process: a thread asking for a file another thread is fetching waits for it)."""
         path = self.key(url)
+        mine = None
+        with self._lock:
+            running = self._inflight.get(path)
+            if running is None and not path.exists():
+                mine = self._inflight[path] = threading.Event()
+        if running is not None:
+            running.wait()
+            return self.get(url, fetch)
+        try:
+            return self._get(url, path, fetch)
+        finally:
+            if mine is not None:
+                with self._lock:
+                    del self._inflight[path]
+                mine.set()
+
+    def _get(self, url: str, path: Path, fetch: Callable[[str], None]) -> str:
         if path.exists():
             self.hits += 1
             try:

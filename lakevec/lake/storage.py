@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -25,6 +26,8 @@ from lakevec.lake.cache import FileCache
 _MEMORY_LOCK = threading.Lock()
 WRITE_CHUNK = 8 << 20
 FETCH_CHUNK = 256 << 20  # bounds the memory a download holds
+FETCHERS = 8  # downloads at once: one GET is bound by the server's per-request speed
+_FETCH_POOL: ThreadPoolExecutor | None = None
 
 
 class Storage:
@@ -125,6 +128,17 @@ class Storage:
                 if len(data) < FETCH_CHUNK:
                     break
                 start += FETCH_CHUNK
+
+    def prefetch(self, paths: Iterable[str]) -> list[Future]:
+        """Start copying remote immutable files into the cache side by side (nothing to do on a
+        local root or without a cache); a later :meth:`local_copy` waits for its own file."""
+        global _FETCH_POOL
+        if self.local or self.cache is None:
+            return []
+        with _MEMORY_LOCK:
+            if _FETCH_POOL is None:
+                _FETCH_POOL = ThreadPoolExecutor(FETCHERS, thread_name_prefix="lakevec-fetch")
+        return [_FETCH_POOL.submit(self.local_copy, path) for path in paths]
 
     def open_immutable(self, path: str):
         """Like :meth:`open`, for files that never change: remote ones come from the cache."""

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from lakevec.lake.manifest import FragmentEntry, Manifest
 from lakevec.lake.storage import Storage
+from lakevec.read.vectors import RowVectors
 from lakevec.write.fragment import ARROW_TYPES, META_PREFIX, embeddings_of, flatten, read_deletion
 
 _BASE_COLUMNS = ("id", "document", "uri", "_seq")
@@ -44,6 +45,10 @@ class VectorCache:
         self._items: OrderedDict[int, np.ndarray] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
+
+    def peek(self, key: int) -> np.ndarray | None:
+        with self._lock:
+            return self._items.get(key)
 
     def get(self, key: int, load: Callable[[], np.ndarray]) -> np.ndarray:
         with self._lock:
@@ -72,25 +77,52 @@ class VectorCache:
 
 VECTORS = VectorCache(int(os.environ.get("LAKEVEC_VECTOR_CACHE_BYTES", 4 << 30)))
 _KEYS = itertools.count()
+SPARSE_ROWS = 256  # at most this many rows (or 1/8 of a fragment) are read without loading it
 
 
 class FragmentData:
     """What readers keep of one fragment: its flattened columns and its id hash index; its
-    vectors live in :data:`VECTORS`."""
+    vectors live in :data:`VECTORS` once a reader needed many of them, and a few are read
+    straight from the file (:mod:`lakevec.read.vectors`) until then."""
 
-    def __init__(self, table: pa.Table, embeddings_loader: Callable[[], np.ndarray]) -> None:
+    def __init__(
+        self,
+        table: pa.Table,
+        embeddings_loader: Callable[[], np.ndarray],
+        local_file: Callable[[], str | None] | None = None,
+    ) -> None:
         self.table = table
         self.num_rows = table.num_rows
         hashes = id_hashes(table.column("id"))
         self.order = np.argsort(hashes, kind="stable")
         self.hashes = hashes[self.order]
         self._load_embeddings = embeddings_loader
+        self._local_file = local_file
+        self._rows: RowVectors | None | bool = False  # False: not opened yet
         self.key = next(_KEYS)
         weakref.finalize(self, VECTORS.drop, self.key)
 
     @property
     def embeddings(self) -> np.ndarray:
         return VECTORS.get(self.key, self._load_embeddings)
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """The vectors of ``rows``: from memory when the fragment's are loaded; a few of them
+        from the file (re-ranking a query's candidates must not decode a whole fragment)."""
+        loaded = VECTORS.peek(self.key)
+        if loaded is not None:
+            return loaded[rows]
+        if len(rows) <= max(SPARSE_ROWS, self.num_rows // 8):
+            reader = self._row_reader()
+            if reader is not None:
+                return reader.take(rows)
+        return self.embeddings[rows]
+
+    def _row_reader(self) -> RowVectors | None:
+        if self._rows is False:
+            path = self._local_file() if self._local_file is not None else None
+            self._rows = RowVectors.open(path) if path is not None else None
+        return self._rows  # type: ignore[return-value]
 
     def find(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(query index, row) of every stored row whose id hash equals a query hash."""
@@ -123,13 +155,26 @@ class FragmentCache:
         in the vector cache. Bulk imports pass ``vectors=False``: their vectors are read back
         when needed instead of filling memory as the import grows."""
         full = self.path(entry.path)
-        data = FragmentData(flatten(table), lambda: self._read_embeddings(full))
+        data = FragmentData(
+            flatten(table), lambda: self._read_embeddings(full), lambda: self.storage.local_copy(full)
+        )
         if vectors:
             VECTORS.put(data.key, embeddings_of(table))
         self._fragments[entry.path] = data
 
     def put_deletes(self, relative: str, rows: np.ndarray) -> None:
         self._deletes[relative] = np.sort(rows)
+
+    def prefetch(self, manifest: Manifest) -> None:
+        """Fetch the fragments and deletion files this process has not read yet, side by side
+        (on object stores; one at a time, each GET runs at the server's per-request speed)."""
+        new = [self.path(e.path) for e in manifest.fragments if e.path not in self._fragments]
+        new += [
+            self.path(e.deletes) for e in manifest.fragments if e.deletes and e.deletes not in self._deletes
+        ]
+        if len(new) > 1:
+            for future in self.storage.prefetch(new):
+                future.result()
 
     def fragment(self, entry: FragmentEntry) -> FragmentData:
         data = self._fragments.get(entry.path)
@@ -139,7 +184,9 @@ class FragmentCache:
                 parquet = pq.ParquetFile(f)
                 names = [c for c in parquet.schema_arrow.names if c != "embedding"]
                 table = parquet.read(columns=names)
-            data = FragmentData(flatten(table), lambda: self._read_embeddings(full))
+            data = FragmentData(
+                flatten(table), lambda: self._read_embeddings(full), lambda: self.storage.local_copy(full)
+            )
             with self._lock:
                 data = self._fragments.setdefault(entry.path, data)
         return data
@@ -171,6 +218,7 @@ class Snapshot:
 
     def __init__(self, manifest: Manifest, cache: FragmentCache) -> None:
         self.manifest = manifest
+        cache.prefetch(manifest)
         self.fragments = [cache.fragment(e) for e in manifest.fragments]
         self.dead = [cache.dead_rows(e) for e in manifest.fragments]
         sizes = [f.num_rows for f in self.fragments]
@@ -307,7 +355,7 @@ class Snapshot:
 
     def embeddings(self, positions: np.ndarray) -> np.ndarray:
         if len(self.fragments) == 1:
-            return self.fragments[0].embeddings[positions]
+            return self.fragments[0].take(positions)
         dim = self.manifest.dimension or 0
         out = np.empty((len(positions), dim), dtype=np.float32)
         if len(positions) > 1 and np.all(positions[1:] >= positions[:-1]):
@@ -315,14 +363,10 @@ class Snapshot:
             bounds = np.searchsorted(positions, self.offsets)
             for i in np.flatnonzero(bounds[1:] > bounds[:-1]):
                 a, b = bounds[i], bounds[i + 1]
-                out[a:b] = self.fragments[i].embeddings[positions[a:b] - self.offsets[i]]
+                out[a:b] = self.fragments[i].take(positions[a:b] - self.offsets[i])
             return out
         frag, rows = self.locate(positions)
-        if len(positions) <= 64:  # a few candidates: row by row beats grouping by fragment
-            for j, (f, r) in enumerate(zip(frag.tolist(), rows.tolist())):
-                out[j] = self.fragments[f].embeddings[r]
-            return out
         for i in np.unique(frag):
             sel = frag == i
-            out[sel] = self.fragments[i].embeddings[rows[sel]]
+            out[sel] = self.fragments[i].take(rows[sel])
         return out

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakevec.errors import InvalidArgumentError
-from lakevec.write.fragment import ARROW_TYPES, ColumnarMetadata
+from lakevec.write.fragment import ARROW_TYPES, ColumnarMetadata, numbers
 
 _FORMATS = {
     ".parquet": "parquet",
@@ -107,10 +107,10 @@ def embeddings_from(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
         raise InvalidArgumentError(f"embedding column must be a list of numbers, got {kind}")
     if column.null_count:
         raise InvalidArgumentError("embedding column has missing values")
-    lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+    lengths = numbers(pc.list_value_length(column))
     if len(lengths) and (lengths.min() != lengths.max() or lengths[0] == 0):
         raise InvalidArgumentError("embeddings in one column must all have the same, non-zero length")
-    values = pc.list_flatten(column).to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    values = numbers(pc.list_flatten(column)).astype(np.float32, copy=False)
     return values.reshape(len(column), -1)
 
 
