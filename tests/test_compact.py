@@ -121,3 +121,30 @@ def test_compaction_and_writers_in_separate_processes_lose_nothing(tmp_path):
         p.join(timeout=300)
         assert p.exitcode == 0
     _check(root, 2, 6)
+
+
+def test_background_folds_tier_indexes_and_compact_merges_them(tmp_path, monkeypatch):
+    """While writes go on, an index stops growing at HEAD_MAX_ROWS and the next rows start a
+    new one (no fold rewrites a large index); compact() merges the tiers into one index."""
+    from lakevec.write import index as index_module
+
+    monkeypatch.setattr(index_module, "HEAD_MAX_ROWS", 300)
+    monkeypatch.setattr(index_module, "FOLD_MIN_ROWS", 50)
+    monkeypatch.setenv("LAKEVEC_AUTO_INDEX", "0")  # folds are stepped here, as the thread would
+    col = lakevec.PersistentClient(str(tmp_path)).create_collection("tiers", embedding_function=None)
+    rng = np.random.default_rng(5)
+    for b in range(12):
+        col.add(ids=[f"r{b}-{i}" for i in range(100)], embeddings=rng.random((100, 4)))
+        while col._engine.indexer.step(force=False):
+            pass
+    sizes = index_module.index_rows(col._engine.snapshot().manifest)
+    assert len(sizes) >= 3 and max(sizes.values()) <= 300 + 100
+    q = rng.random((5, 4))
+    assert col.query(query_embeddings=q, n_results=7)["ids"] == _exact(col, q, 7)
+
+    report = col.compact()
+    assert report["indexes_merged"] == len(sizes) - 1
+    merged = index_module.index_rows(col._engine.snapshot().manifest)
+    assert len(merged) == 1 and sum(merged.values()) == 1200
+    assert col.stats()["indexed_fraction"] == 1.0
+    assert col.query(query_embeddings=q, n_results=7)["ids"] == _exact(col, q, 7)

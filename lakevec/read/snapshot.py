@@ -17,7 +17,6 @@ from collections.abc import Callable
 from functools import cached_property
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -31,6 +30,8 @@ _BASE_COLUMNS = ("id", "document", "uri", "_seq")
 
 
 def id_hashes(ids: list[str] | pa.Array | pa.ChunkedArray) -> np.ndarray:
+    import polars as pl  # imported on first use: a process that only queries never needs it
+
     series = pl.Series(ids, dtype=pl.String) if isinstance(ids, list) else pl.from_arrow(ids)
     return series.hash(seed=0x1A4E).to_numpy()
 
@@ -93,9 +94,6 @@ class FragmentData:
     ) -> None:
         self.table = table
         self.num_rows = table.num_rows
-        hashes = id_hashes(table.column("id"))
-        self.order = np.argsort(hashes, kind="stable")
-        self.hashes = hashes[self.order]
         self._load_embeddings = embeddings_loader
         self._local_file = local_file
         self._rows: RowVectors | None | bool = False  # False: not opened yet
@@ -124,17 +122,33 @@ class FragmentData:
             self._rows = RowVectors.open(path) if path is not None else None
         return self._rows  # type: ignore[return-value]
 
+    @cached_property
+    def _id_index(self) -> tuple[np.ndarray, np.ndarray, bool]:
+        """(row order, sorted id hashes, whether no two hashes are equal), built by the first
+        lookup by id: a process that only queries never hashes ids."""
+        hashes = id_hashes(self.table.column("id"))
+        order = np.argsort(hashes, kind="stable")
+        hashes = hashes[order]
+        # ids are unique within a fragment, so hashes are too unless two ids collide (2^-64)
+        return order, hashes, not np.any(hashes[1:] == hashes[:-1])
+
     def find(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(query index, row) of every stored row whose id hash equals a query hash."""
-        lo = np.searchsorted(self.hashes, hashes, side="left")
-        hi = np.searchsorted(self.hashes, hashes, side="right")
+        order, stored, unique = self._id_index
+        lo = np.searchsorted(stored, hashes, side="left")
+        if unique:  # one binary search per needle, not two
+            if not self.num_rows:
+                return lo[:0], lo[:0]
+            query = np.flatnonzero(stored[np.minimum(lo, self.num_rows - 1)] == hashes)
+            return query, order[lo[query]]
+        hi = np.searchsorted(stored, hashes, side="right")
         counts = hi - lo
         query = np.repeat(np.arange(len(hashes)), counts)
         if len(query) == 0:
             return query, query
         starts = np.repeat(lo, counts)
         within = np.arange(len(query)) - np.repeat(np.cumsum(counts) - counts, counts)
-        return query, self.order[starts + within]
+        return query, order[starts + within]
 
 
 class FragmentCache:

@@ -39,6 +39,7 @@ def compact(engine: CollectionEngine, target_rows: int = TARGET_ROWS) -> dict[st
             report.update(outcome)
             break
     report["indexes_rebuilt"] = _drop_stale_indexes(engine)
+    report["indexes_merged"] = _merge_indexes(engine)
     engine.wait_for_index()
     report["fragments_after"] = len(engine.snapshot().manifest.fragments)
     return report
@@ -133,3 +134,34 @@ def _drop_stale_indexes(engine: CollectionEngine) -> int:
     engine.commit_transform(transform)
     engine.indexer.forget_head()
     return len(stale)
+
+
+def _merge_indexes(engine: CollectionEngine) -> int:
+    """Detach the fragments of the smaller indexes (those that fit beside the largest within
+    GROUP_MAX_ROWS), so the inline fold that follows adds their rows to the largest index:
+    the size tiers that ingest leaves behind become one index. Returns how many were merged."""
+    from lakevec.write.index import GROUP_MAX_ROWS, index_rows
+
+    sizes = index_rows(engine.snapshot(fresh=True).manifest)
+    if len(sizes) < 2:
+        return 0
+    order = sorted(sizes, key=lambda p: sizes[p], reverse=True)
+    room = GROUP_MAX_ROWS - sizes[order[0]]
+    merged = set()
+    for path in order[1:]:
+        if sizes[path] <= room:
+            merged.add(path)
+            room -= sizes[path]
+    if not merged:
+        return 0
+
+    def transform(current: Manifest) -> Manifest:
+        fragments = [
+            dataclasses.replace(e, index=None, index_base=0) if e.index in merged else e
+            for e in current.fragments
+        ]
+        return current.child("compact", fragments=tuple(fragments))
+
+    engine.commit_transform(transform)
+    engine.indexer.forget_head()
+    return len(merged)

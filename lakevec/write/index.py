@@ -1,10 +1,15 @@
 """HNSW indexes (usearch), built after the commit that added the rows.
 
 One index may hold several fragments: fragment rows get keys ``index_base + row``. The indexer
-folds the unindexed tail into the newest index by *adding* the tail's vectors to it (usearch
-grows a graph in place), saves it under a new immutable name, and commits a manifest that points
-the fragments at it. Queries search each index once and the small unindexed tail exactly, so a
-collection is searched through one index per ``GROUP_MAX_ROWS`` rows, whatever its fragment count.
+folds the unindexed tail into an open index by *adding* the tail's vectors to it (usearch grows
+a graph in place), saves it under a new immutable name, and commits a manifest that points the
+fragments at it. Queries search each index once and the small unindexed tail exactly.
+
+Indexes are tiered by size. Every fold rewrites the index it extends, so while writes go on
+(background folds) an index grows to ``HEAD_MAX_ROWS`` and the next rows start a new one: a fold
+never writes more than that, and a collection's ingest does not slow as it grows. Folds that a
+caller waits for (``wait_for_index``, ``compact``) grow an index up to ``GROUP_MAX_ROWS``, and
+``compact`` merges the smaller indexes into the largest, so queries search few indexes.
 """
 
 from __future__ import annotations
@@ -30,7 +35,17 @@ METRICS = {"l2": "l2sq", "cosine": "cos", "ip": "ip"}
 INDEX_DTYPE = "f16"  # half the bytes, same recall; distances are re-ranked in float32
 FOLD_MIN_ROWS = 4096  # a smaller tail is searched exactly until wait_for_index()
 FOLD_MAX_TAIL = 50_000  # never leave more than this for exact search while writes go on
-GROUP_MAX_ROWS = 2_000_000  # start a new index past this many rows
+HEAD_MAX_ROWS = 262_144  # background folds start a new index past this many rows
+GROUP_MAX_ROWS = 2_000_000  # inline folds (wait_for_index, compact) grow an index up to this
+
+
+def index_rows(manifest: Manifest) -> dict[str, int]:
+    """Rows (keys) of each index of the manifest."""
+    rows: dict[str, int] = {}
+    for e in manifest.fragments:
+        if e.index:
+            rows[e.index] = rows.get(e.index, 0) + e.rows
+    return rows
 
 
 def stale_indexes(engine: CollectionEngine, manifest: Manifest, threshold: float) -> set[str]:
@@ -168,7 +183,7 @@ class Indexer:
 
     # -- one fold ------------------------------------------------------------------------
     def fold(self, *, force: bool) -> bool:
-        """Add the unindexed fragments to the newest index; True if something was committed."""
+        """Add unindexed fragments to an index (see the module's tiers); True if committed."""
         with self._fold_lock:
             with self._merge_lock:  # no merge half way: the tail is taken from a settled version
                 snap = self.engine.snapshot()
@@ -177,15 +192,17 @@ class Indexer:
                 if not tail or manifest.dimension is None:
                     return False
                 self._folding = frozenset(manifest.fragments[i].id for i in tail)
-            indexed = [e for e in manifest.fragments if e.index is not None]
-            head_path = indexed[-1].index if indexed else None  # the newest index
-            head_rows = sum(e.rows for e in indexed if e.index == head_path)
-            if head_rows >= GROUP_MAX_ROWS:
-                head_path, head_rows = None, 0
-            tail_rows = sum(manifest.fragments[i].rows for i in tail)
-            if not force and tail_rows < min(FOLD_MAX_TAIL, max(FOLD_MIN_ROWS, head_rows // 8)):
+            cap = GROUP_MAX_ROWS if force else HEAD_MAX_ROWS
+            sizes = index_rows(manifest)
+            least = 1 if force else min(FOLD_MAX_TAIL, max(FOLD_MIN_ROWS, sum(sizes.values()) // 8))
+            # extend the largest index with room for a fold, else start a new one
+            open_ = [path for path, rows in sizes.items() if rows + least <= cap]
+            head_path = max(open_, key=lambda p: sizes[p]) if open_ else None
+            tail = _fill(tail, manifest, cap - sizes.get(head_path, 0) if head_path else cap)
+            if sum(manifest.fragments[i].rows for i in tail) < least:
                 self._folding = frozenset()
                 return False
+            self._folding = frozenset(manifest.fragments[i].id for i in tail)
 
             # a background fold leaves one core to the writers; an inline one (wait_for_index,
             # compact) has the caller waiting and uses them all
@@ -249,3 +266,14 @@ class Indexer:
         keys = index.keys
         next_key = int(np.max(np.asarray(keys))) + 1 if len(index) else 0
         return _Head(path, index, next_key)
+
+
+def _fill(tail: list[int], manifest: Manifest, room: int) -> list[int]:
+    """The tail fragments, oldest first, that fit in ``room`` rows (at least one)."""
+    taken, rows = [], 0
+    for i in tail:
+        if taken and rows + manifest.fragments[i].rows > room:
+            break
+        taken.append(i)
+        rows += manifest.fragments[i].rows
+    return taken
