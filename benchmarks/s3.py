@@ -31,6 +31,7 @@ from benchmarks.common import header, heading, write  # noqa: E402
 
 BUCKET = "lakevec-bench"
 QUERIES = 200
+COLD_RUNS = 3
 
 
 def free_port() -> int:
@@ -185,7 +186,14 @@ def main(argv: list[str] | None = None) -> dict:
         )
 
         result["local"] = run_child(str(local), args.dim, str(tmp / "unused-cache"), env)
-        result["s3_cold"] = run_child(f"s3://{BUCKET}/root", args.dim, str(tmp / "cache"), env)
+        # cold runs repeat with a new, empty cache each time: the figure is noisy on a shared VM
+        colds = [
+            run_child(f"s3://{BUCKET}/root", args.dim, str(tmp / f"cache{i}"), env) for i in range(COLD_RUNS)
+        ]
+        result["s3_cold_runs_s"] = [c["cold_open_first_query_s"] for c in colds]
+        result["s3_cold"] = min(colds, key=lambda c: c["cold_open_first_query_s"])
+        result["s3_cold_median_s"] = float(np.median(result["s3_cold_runs_s"]))
+        shutil.copytree(tmp / f"cache{COLD_RUNS - 1}", tmp / "cache")
         # a second process with the cache filled by the first: cold process, warm cache
         result["s3_cached"] = run_child(f"s3://{BUCKET}/root", args.dim, str(tmp / "cache"), env)
     finally:
@@ -201,7 +209,7 @@ def main(argv: list[str] | None = None) -> dict:
         "| root | open + first query s | requests | MB fetched | warm p50 ms | warm p99 ms | requests/query | bytes/query |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, r in (("local disk", local), ("S3, empty cache", cold), ("S3, cache filled", cached)):
+    for name, r in (("local disk", local), ("S3, empty cache (best)", cold), ("S3, cache filled", cached)):
         lines.append(
             f"| {name} | {r['cold_open_first_query_s']} | {r['cold_requests']} | {r['cold_mb']} "
             f"| {r['warm_p50_ms']} | {r['warm_p99_ms']} | {r['warm_requests_per_query']} "
@@ -209,7 +217,9 @@ def main(argv: list[str] | None = None) -> dict:
         )
     lines += [
         "",
-        f"Warm S3 / local p50 = {ratio:.2f}x. Collection: {result['collection_mb']} MB on disk "
+        f"Warm S3 / local p50 = {ratio:.2f}x. Cold open + first query over {COLD_RUNS} runs, each "
+        f"with an empty cache: {result['s3_cold_runs_s']} s (median {result['s3_cold_median_s']:.2f} s). "
+        f"Collection: {result['collection_mb']} MB on disk "
         f"(uploaded in {result['upload_s']} s). Requests on local disk are not counted (0). "
         "Open + first query includes importing lakevec in the fresh process.",
     ]

@@ -7,6 +7,7 @@
     lakevec import ROOT COLLECTION FILE [--embed] [--id-column id] [--document-column document]
     lakevec export ROOT COLLECTION OUT.parquet
     lakevec migrate-chroma CHROMA_DIR ROOT
+    lakevec run --path ROOT [--host 127.0.0.1] [--port 8000] [--auth-token T] [--allow-reset]
 
 ROOT is a directory or any fsspec URL. Errors print one line and exit 1 (``--debug`` shows the
 traceback).
@@ -107,6 +108,20 @@ def cmd_migrate_chroma(args: argparse.Namespace) -> None:
         print(f"copied {name}: {count} records")
 
 
+def cmd_run(args: argparse.Namespace) -> None:
+    from lakevec.config import _env_flag
+    from lakevec.server import ServerConfig, serve, token_from_environment
+
+    config = ServerConfig(
+        root=args.path,
+        token=args.auth_token or token_from_environment(),
+        allow_reset=args.allow_reset or _env_flag("ALLOW_RESET"),
+        max_body_bytes=args.max_body_mb << 20,
+        max_batch_size=args.max_batch_size,
+    )
+    serve(config, args.host, args.port)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lakevec", description="lakevec collections from the command line")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -152,6 +167,18 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("chroma_dir")
     s.add_argument("root")
     s.set_defaults(func=cmd_migrate_chroma)
+
+    s = sub.add_parser("run", help="serve a root over Chroma's HTTP API (chromadb.HttpClient works)")
+    s.add_argument("--path", default="./chroma", help="the root: a directory or fsspec URL")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument(
+        "--auth-token", help="required token (or LAKEVEC_AUTH_TOKEN / CHROMA_SERVER_AUTHN_CREDENTIALS)"
+    )
+    s.add_argument("--allow-reset", action="store_true", help="allow POST /reset (or ALLOW_RESET=1)")
+    s.add_argument("--max-body-mb", type=int, default=256)
+    s.add_argument("--max-batch-size", type=int, default=50_000)
+    s.set_defaults(func=cmd_run)
     return p
 
 

@@ -1,0 +1,484 @@
+"""``lakevec run``: Chroma's REST API v2 over a lakevec root, for ``chromadb.HttpClient``.
+
+The routes, JSON shapes and error bodies are the ones the chromadb 1.x client calls and parses
+(``{"error": "<ChromaClassName>", "message": ...}``, so the client raises the same exception
+classes as against Chroma). Every request runs on the server's thread pool against the same
+engines as :class:`~lakevec.PersistentClient`, so writes go through the ordinary commit protocol
+and a server and direct users of one root stay consistent.
+
+Embeddings arrive as JSON lists or, as the client sends them once ``pre-flight-checks``
+advertises ``supports_base64_encoding``, as base64 of little-endian float32: decoded with numpy,
+not parsed as JSON numbers.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from lakevec import __version__
+from lakevec.client import AdminClient, Client
+from lakevec.collection import Collection
+from lakevec.config import Settings
+from lakevec.errors import (
+    AuthorizationError,
+    DuplicateIDError,
+    IDAlreadyExistsError,
+    InvalidArgumentError,
+    InvalidDimensionException,
+    InvalidUUIDError,
+    LakevecError,
+    NotFoundError,
+)
+
+#: chromadb's names for the classes it maps back from an error body (chromadb.errors.error_types)
+CHROMA_NAMES = {
+    DuplicateIDError: "DuplicateID",
+    InvalidDimensionException: "InvalidDimension",
+    IDAlreadyExistsError: "IDAlreadyExists",
+    InvalidUUIDError: "InvalidUUID",
+}
+_CHROMA_KNOWN = {
+    "AuthorizationError",
+    "InternalError",
+    "InvalidArgumentError",
+    "NotFoundError",
+    "UniqueConstraintError",
+    *CHROMA_NAMES.values(),
+}
+PUBLIC_PATHS = {"/api/v2", "/api/v2/heartbeat", "/api/v2/version"}
+TOKEN_VARIABLES = ("LAKEVEC_AUTH_TOKEN", "CHROMA_SERVER_AUTHN_CREDENTIALS")
+
+
+@dataclass
+class ServerConfig:
+    """What ``lakevec run`` serves and its limits (every one of them configurable)."""
+
+    root: str
+    token: str | None = None
+    allow_reset: bool = False
+    storage_options: dict[str, Any] | None = None
+    max_body_bytes: int = 256 << 20
+    max_batch_size: int = 50_000
+    max_n_results: int = 100_000
+
+
+def error_body(exc: LakevecError) -> dict[str, str]:
+    """The JSON error Chroma's server sends for ``exc``; lakevec's own classes (commit
+    conflicts, storage failures) travel as Chroma's InternalError and keep their name aside."""
+    name = CHROMA_NAMES.get(type(exc), type(exc).__name__)
+    body = {"error": name if name in _CHROMA_KNOWN else "InternalError", "message": exc.message()}
+    if body["error"] != name:
+        body["lakevec_error"] = type(exc).__name__
+    return body
+
+
+def decode_embeddings(value: Any, field: str) -> Any:
+    """JSON lists pass through (validated by the collection); base64 strings become float32."""
+    if value is None or not isinstance(value, list) or not value or not isinstance(value[0], str):
+        return value
+    try:
+        rows = [np.frombuffer(base64.b64decode(s, validate=True), dtype="<f4") for s in value]
+    except (binascii.Error, TypeError, ValueError) as exc:
+        raise InvalidArgumentError(f"{field}: expected base64-encoded float32 vectors ({exc})") from None
+    if len({len(r) for r in rows}) != 1:
+        raise InvalidArgumentError(f"{field}: embeddings must all have the same length")
+    return np.stack(rows)
+
+
+def _jsonable(result: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in result.items():
+        if key == "data":
+            continue
+        if isinstance(value, np.ndarray):
+            value = value.tolist()
+        elif isinstance(value, list) and value and isinstance(value[0], np.ndarray):
+            value = [x.tolist() for x in value]
+        out[key] = value
+    return out
+
+
+class Service:
+    """The API's operations on one root, independent of HTTP (the routes call these)."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.settings = Settings(allow_reset=config.allow_reset)
+        self.admin = AdminClient(self.settings, path=config.root, storage_options=config.storage_options)
+        self._clients: dict[tuple[str, str], Client] = {}
+        self._lock = threading.Lock()
+
+    def client(self, tenant: str, database: str) -> Client:
+        key = (tenant, database)
+        with self._lock:
+            client = self._clients.get(key)
+        if client is None:
+            client = Client(
+                self.settings,
+                tenant,
+                database,
+                path=self.config.root,
+                storage_options=self.config.storage_options,
+                _storage=self.admin._storage,
+            )
+            with self._lock:
+                client = self._clients.setdefault(key, client)
+        else:
+            client.get_database(database, tenant)  # deleted since: NotFoundError
+        return client
+
+    def collection_by_id(self, tenant: str, database: str, collection_id: str) -> Collection:
+        client = self.client(tenant, database)
+        records = client._database_doc(client._catalog.read())["collections"].values()
+        record = next((r for r in records if r["id"] == collection_id), None)
+        if record is None:
+            raise NotFoundError(f"Collection [{collection_id}] does not exist")
+        return client._wrap(record, None)
+
+    def model(self, collection: Collection) -> dict[str, Any]:
+        """A collection as chromadb's ``CollectionModel.from_json`` reads it."""
+        return {
+            "id": str(collection.id),
+            "name": collection.name,
+            "metadata": collection.metadata,
+            "configuration_json": collection.configuration,
+            "dimension": collection._engine.dimension(),
+            "tenant": collection.tenant,
+            "database": collection.database,
+            "version": 0,
+            "log_position": 0,
+            "schema": None,
+        }
+
+    def check_batch(self, ids: Any) -> None:
+        if isinstance(ids, list) and len(ids) > self.config.max_batch_size:
+            raise InvalidArgumentError(
+                f"Cannot submit more than {self.config.max_batch_size:,} records at once: got {len(ids):,}"
+            )
+
+    def reset(self) -> bool:
+        if not self.config.allow_reset:
+            raise AuthorizationError("Reset is disabled by config")
+        client = Client(self.settings, path=self.config.root, storage_options=self.config.storage_options)
+        client.reset()
+        with self._lock:
+            self._clients.clear()
+        self.admin = AdminClient(
+            self.settings, path=self.config.root, storage_options=self.config.storage_options
+        )
+        return True
+
+
+def _field(body: dict[str, Any], name: str, kinds: tuple[type, ...], default: Any = None) -> Any:
+    value = body.get(name, default)
+    if value is not None and not isinstance(value, kinds):
+        expected = " or ".join(k.__name__ for k in kinds)
+        raise InvalidArgumentError(f"{name} must be {expected}, got {type(value).__name__}")
+    return value
+
+
+def create_app(config: ServerConfig) -> FastAPI:
+    """The FastAPI application for ``config``."""
+    service = Service(config)
+    app = FastAPI(title="lakevec", version=__version__)
+    api = "/api/v2"
+    tdb = api + "/tenants/{tenant}/databases/{database}"
+
+    @app.exception_handler(LakevecError)
+    async def lakevec_error(request: Request, exc: LakevecError):
+        return JSONResponse(error_body(exc), status_code=exc.code())
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        body = {"error": "InvalidArgumentError", "message": str(exc.errors())[:2000]}
+        return JSONResponse(body, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception):
+        body = {"error": "InternalError", "message": f"{type(exc).__name__}: {exc}"[:2000]}
+        return JSONResponse(body, status_code=500)
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        """Token check (constant time), then the body size limit, before any route runs."""
+        if config.token is not None and request.url.path.rstrip("/") not in PUBLIC_PATHS:
+            given = request.headers.get("x-chroma-token")
+            auth = request.headers.get("authorization", "")
+            if given is None and auth[:7].lower() == "bearer ":
+                given = auth[7:].strip()
+            if given is None:
+                return JSONResponse(
+                    {"error": "AuthError", "message": "Unauthorized: no token given"}, status_code=401
+                )
+            if not hmac.compare_digest(given.encode(), config.token.encode()):
+                return JSONResponse(
+                    {"error": "AuthorizationError", "message": "Forbidden: wrong token"}, status_code=403
+                )
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > config.max_body_bytes):
+            message = f"Request body over the limit of {config.max_body_bytes:,} bytes"
+            return JSONResponse({"error": "InvalidArgumentError", "message": message}, status_code=413)
+        return await call_next(request)
+
+    async def body_of(request: Request) -> dict[str, Any]:
+        data = bytearray()
+        async for chunk in request.stream():
+            data += chunk
+            if len(data) > config.max_body_bytes:
+                raise InvalidArgumentError(f"Request body over the limit of {config.max_body_bytes:,} bytes")
+        if not data:
+            return {}
+        try:
+            body = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidArgumentError(f"Request body is not valid JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise InvalidArgumentError("Request body must be a JSON object")
+        return body
+
+    async def run(fn, *args):
+        return await run_in_threadpool(fn, *args)
+
+    # -- server ----------------------------------------------------------------------------
+    @app.get(api)
+    @app.get(api + "/heartbeat")
+    async def heartbeat():
+        return {"nanosecond heartbeat": time.time_ns()}
+
+    @app.get(api + "/version")
+    async def version():
+        return __version__
+
+    @app.get(api + "/pre-flight-checks")
+    async def pre_flight():
+        return {"max_batch_size": config.max_batch_size, "supports_base64_encoding": True}
+
+    @app.get(api + "/auth/identity")
+    async def identity():
+        return {"user_id": "", "tenant": "default_tenant", "databases": ["default_database"]}
+
+    @app.post(api + "/reset")
+    async def reset():
+        return await run(service.reset)
+
+    # -- tenants and databases -------------------------------------------------------------
+    @app.post(api + "/tenants")
+    async def create_tenant(request: Request):
+        body = await body_of(request)
+        await run(service.admin.create_tenant, _field(body, "name", (str,)))
+        return {}
+
+    @app.get(api + "/tenants/{tenant}")
+    async def get_tenant(tenant: str):
+        return await run(service.admin.get_tenant, tenant)
+
+    @app.post(api + "/tenants/{tenant}/databases")
+    async def create_database(tenant: str, request: Request):
+        body = await body_of(request)
+        await run(service.admin.create_database, _field(body, "name", (str,)), tenant)
+        return {}
+
+    @app.get(api + "/tenants/{tenant}/databases")
+    async def list_databases(tenant: str, limit: int | None = None, offset: int | None = None):
+        dbs = await run(service.admin.list_databases, limit, offset, tenant)
+        return [{**db, "id": str(db["id"])} for db in dbs]
+
+    @app.get(tdb)
+    async def get_database(tenant: str, database: str):
+        db = await run(service.admin.get_database, database, tenant)
+        return {**db, "id": str(db["id"])}
+
+    @app.delete(tdb)
+    async def delete_database(tenant: str, database: str):
+        await run(service.admin.delete_database, database, tenant)
+        return {}
+
+    # -- collections -----------------------------------------------------------------------
+    @app.get(tdb + "/collections")
+    async def list_collections(
+        tenant: str, database: str, limit: int | None = None, offset: int | None = None
+    ):
+        def work():
+            return [
+                service.model(c) for c in service.client(tenant, database).list_collections(limit, offset)
+            ]
+
+        return await run(work)
+
+    @app.get(tdb + "/collections_count")
+    async def count_collections(tenant: str, database: str):
+        return await run(lambda: service.client(tenant, database).count_collections())
+
+    @app.post(tdb + "/collections")
+    async def create_collection(tenant: str, database: str, request: Request):
+        body = await body_of(request)
+
+        def work():
+            client = service.client(tenant, database)
+            collection = client.create_collection(
+                body.get("name"),
+                configuration=_field(body, "configuration", (dict,)),
+                metadata=body.get("metadata"),
+                embedding_function=None,
+                get_or_create=bool(_field(body, "get_or_create", (bool,), False)),
+            )
+            return service.model(collection)
+
+        return await run(work)
+
+    @app.get(tdb + "/collections/by-id/{collection_id}")
+    async def get_collection_by_id(tenant: str, database: str, collection_id: str):
+        return await run(lambda: service.model(service.collection_by_id(tenant, database, collection_id)))
+
+    @app.get(tdb + "/collections/{name}")
+    async def get_collection(tenant: str, database: str, name: str):
+        client_of = service.client
+        return await run(
+            lambda: service.model(client_of(tenant, database).get_collection(name, embedding_function=None))
+        )
+
+    @app.put(tdb + "/collections/{collection_id}")
+    async def modify_collection(tenant: str, database: str, collection_id: str, request: Request):
+        body = await body_of(request)
+
+        def work():
+            collection = service.collection_by_id(tenant, database, collection_id)
+            collection.modify(
+                name=_field(body, "new_name", (str,)),
+                metadata=_field(body, "new_metadata", (dict,)),
+                configuration=_field(body, "new_configuration", (dict,)),
+            )
+            return {}
+
+        return await run(work)
+
+    @app.delete(tdb + "/collections/{name}")
+    async def delete_collection(tenant: str, database: str, name: str):
+        await run(lambda: service.client(tenant, database).delete_collection(name))
+        return {}
+
+    # -- records ---------------------------------------------------------------------------
+    def writer(op: str):
+        async def write(tenant: str, database: str, collection_id: str, request: Request):
+            body = await body_of(request)
+
+            def work():
+                service.check_batch(body.get("ids"))
+                collection = service.collection_by_id(tenant, database, collection_id)
+                getattr(collection, op)(
+                    ids=body.get("ids"),
+                    embeddings=decode_embeddings(body.get("embeddings"), "embeddings"),
+                    metadatas=body.get("metadatas"),
+                    documents=body.get("documents"),
+                    uris=body.get("uris"),
+                )
+                return {}
+
+            return JSONResponse(await run(work), status_code=201 if op == "add" else 200)
+
+        return write
+
+    for op in ("add", "upsert", "update"):
+        app.post(tdb + "/collections/{collection_id}/" + op, name=op)(writer(op))
+
+    @app.post(tdb + "/collections/{collection_id}/get")
+    async def get(tenant: str, database: str, collection_id: str, request: Request):
+        body = await body_of(request)
+
+        def work():
+            collection = service.collection_by_id(tenant, database, collection_id)
+            result = collection.get(
+                ids=body.get("ids"),
+                where=body.get("where"),
+                limit=body.get("limit"),
+                offset=body.get("offset"),
+                where_document=body.get("where_document"),
+                include=body.get("include"),
+                where_sql=_field(body, "where_sql", (str,)),
+            )
+            return _jsonable(result)
+
+        return await run(work)
+
+    @app.post(tdb + "/collections/{collection_id}/query")
+    async def query(tenant: str, database: str, collection_id: str, request: Request):
+        body = await body_of(request)
+
+        def work():
+            n_results = body.get("n_results", 10)
+            if isinstance(n_results, int) and n_results > config.max_n_results:
+                raise InvalidArgumentError(f"n_results must be at most {config.max_n_results:,}")
+            embeddings = decode_embeddings(body.get("query_embeddings"), "query_embeddings")
+            if embeddings is None:
+                raise InvalidArgumentError("query_embeddings are required (the client embeds query_texts)")
+            service.check_batch(embeddings)
+            collection = service.collection_by_id(tenant, database, collection_id)
+            result = collection.query(
+                query_embeddings=embeddings,
+                ids=body.get("ids"),
+                n_results=n_results,
+                where=body.get("where"),
+                where_document=body.get("where_document"),
+                include=body.get("include"),
+                where_sql=_field(body, "where_sql", (str,)),
+            )
+            return _jsonable(result)
+
+        return await run(work)
+
+    @app.post(tdb + "/collections/{collection_id}/delete")
+    async def delete(tenant: str, database: str, collection_id: str, request: Request):
+        body = await body_of(request)
+
+        def work():
+            collection = service.collection_by_id(tenant, database, collection_id)
+            return collection.delete(
+                ids=body.get("ids"),
+                where=body.get("where"),
+                where_document=body.get("where_document"),
+                where_sql=_field(body, "where_sql", (str,)),
+            )
+
+        return await run(work)
+
+    @app.get(tdb + "/collections/{collection_id}/count")
+    async def count(tenant: str, database: str, collection_id: str):
+        return await run(lambda: service.collection_by_id(tenant, database, collection_id).count())
+
+    return app
+
+
+def serve(config: ServerConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Run the server in this process until interrupted."""
+    import uvicorn
+
+    if config.token is None and host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"lakevec: serving {config.root} on {host}:{port} WITHOUT a token (anyone who can reach it can write)"
+        )
+    elif config.token is None:
+        print(f"lakevec: serving {config.root} on {host}:{port}, no token: local connections only")
+    else:
+        print(f"lakevec: serving {config.root} on {host}:{port}, token required")
+    uvicorn.run(create_app(config), host=host, port=port, log_level="warning", access_log=False)
+
+
+def token_from_environment() -> str | None:
+    for name in TOKEN_VARIABLES:
+        if os.environ.get(name):
+            return os.environ[name]
+    return None
