@@ -92,3 +92,12 @@ def test_maintenance_benchmark_smoke(tmp_path):
     assert result["ingest"]["vectors_per_s"] > 0 and result["qps_after_compact"] > 0
     assert result["disk_ratio_to_fresh"] > 0
     assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json", ".md"]
+
+
+def test_server_benchmark_smoke(tmp_path):
+    pytest.importorskip("fastapi")
+    from benchmarks import server
+
+    result = server.main(["--n", "1500", "--dim", "8", "--queries", "16", "--out", str(tmp_path)])
+    assert result["lakevec"]["add_vectors_per_s"] > 0 and result["chroma"]["qps_8_clients"] > 0
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json", ".md"]
