@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 import uuid
@@ -30,10 +31,31 @@ from lakevec.write import validate as v
 _DEFAULT_EF = DefaultEmbeddingFunction()
 
 
+_DB_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_-]|\.(?!\.)){1,126}[A-Za-z0-9]$")
+
+
 def _validate_db_name(name: Any, what: str) -> str:
-    if not isinstance(name, str) or len(name) < 3:
-        raise InvalidArgumentError(f"{what} name must be a string of at least 3 characters, got {name!r}")
+    """Tenant and database names become path segments of the root: letters, digits, ``_``,
+    ``-`` and single dots only, so no name can climb out of its prefix."""
+    if not isinstance(name, str) or not _DB_NAME.match(name):
+        raise InvalidArgumentError(
+            f"{what} name must be 3-128 characters from [a-zA-Z0-9._-], starting and ending with a "
+            f"letter or digit, without '..'; got {name!r}"
+        )
     return name
+
+
+def _directory(record: dict) -> str:
+    return record.get("dir") or f"collections/{record['id']}"
+
+
+def _new_directory(collection_id: str, tenant: str, database: str) -> str | None:
+    """Where a new collection's files go: ``collections/<id>`` in the default tenant and
+    database (the layout every root has had), else under the tenant's and database's own
+    prefix, so tenants and databases never share a directory."""
+    if (tenant, database) == (DEFAULT_TENANT, DEFAULT_DATABASE):
+        return None
+    return f"tenants/{tenant}/databases/{database}/collections/{collection_id}"
 
 
 class AdminClient:
@@ -109,7 +131,7 @@ class AdminClient:
 
         db = self._catalog.update(change)
         for record in db["collections"].values():
-            self._storage.delete_tree(self._storage.join("collections", record["id"]))
+            self._storage.delete_tree(self._storage.join(_directory(record)))
 
 
 def _memory_root(owner: object) -> str:
@@ -179,17 +201,19 @@ class Client(AdminClient):
             raise NotFoundError(f"Database [{self.database}] not found in tenant [{self.tenant}]")
         return db
 
-    def _engine(self, collection_id: str) -> CollectionEngine:
+    def _engine(self, record: dict) -> CollectionEngine:
+        collection_id = record["id"]
         with self._engines_lock:
             engine = self._engines.get(collection_id)
             if engine is None:
-                engine = self._engines[collection_id] = CollectionEngine(self._storage, collection_id)
+                engine = CollectionEngine(self._storage, collection_id, record.get("dir"))
+                self._engines[collection_id] = engine
             return engine
 
     def _wrap(self, record: dict, embedding_function: Any) -> Collection:
         stored = (record.get("configuration") or {}).get("embedding_function")
         ef = resolve_embedding_function(record["name"], stored, embedding_function, _DEFAULT_EF)
-        return Collection(self, record, self._engine(record["id"]), ef, self.tenant, self.database)
+        return Collection(self, record, self._engine(record), ef, self.tenant, self.database)
 
     def create_collection(
         self,
@@ -204,6 +228,9 @@ class Client(AdminClient):
         metadata = v.validate_collection_metadata(metadata)
         config = collection_configuration(configuration, metadata, embedding_function)
         record = {"id": str(uuid.uuid4()), "name": name, "metadata": metadata, "configuration": config}
+        directory = _new_directory(record["id"], self.tenant, self.database)
+        if directory is not None:
+            record["dir"] = directory
 
         def change(doc: dict) -> dict:
             collections = self._database_doc(doc)["collections"]
@@ -219,7 +246,7 @@ class Client(AdminClient):
             return self._wrap(existing, embedding_function)
         result = self._catalog.update(change)
         if result is record:
-            self._engine(record["id"]).create(config)
+            self._engine(record).create(config)
         return self._wrap(result, embedding_function)
 
     def get_collection(
@@ -270,7 +297,7 @@ class Client(AdminClient):
         record = self._catalog.update(change)
         with self._engines_lock:
             self._engines.pop(record["id"], None)
-        self._storage.delete_tree(self._storage.join("collections", record["id"]))
+        self._storage.delete_tree(self._storage.join(_directory(record)))
 
     def sql(self, query: str, params: list | None = None):
         """Run DuckDB SQL where every collection of this database is a view of its live rows

@@ -42,10 +42,11 @@ _PINNED: weakref.WeakSet[CollectionEngine] = weakref.WeakSet()
 
 
 class CollectionEngine:
-    def __init__(self, storage: Storage, collection_id: str) -> None:
+    def __init__(self, storage: Storage, collection_id: str, directory: str | None = None) -> None:
         self.storage = storage
         self.collection_id = collection_id
-        self.directory = storage.join("collections", collection_id)
+        self.directory = storage.join(directory or f"collections/{collection_id}")
+        self._relative = directory
         self.pinned_version: int | None = None  # set on read-only engines over an old version
         self.log = VersionLog(storage, f"{self.directory}/versions")
         self.cache = FragmentCache(storage, self.directory)
@@ -253,7 +254,7 @@ class CollectionEngine:
             manifest = Manifest.from_json(self.log.read(version))
         except FileNotFoundError:
             raise NotFoundError(f"version {version} is no longer retained (vacuumed)") from None
-        engine = CollectionEngine(self.storage, self.collection_id)
+        engine = CollectionEngine(self.storage, self.collection_id, self._relative)
         engine.pinned_version = version
         engine._snapshot = Snapshot(manifest, engine.cache)
         _PINNED.add(engine)

@@ -167,6 +167,14 @@ def test_tenants_and_databases_are_isolated(server):
     assert prod.get_collection("docs", embedding_function=None).get()["ids"] == ["p"]
     assert dev.get_collection("docs", embedding_function=None).count() == 2
     assert _client(port).count_collections() == 0  # the default database sees neither
+    root = server[0]
+    for db in ("prod", "dev"):  # each database's files sit under its own prefix of the root
+        assert list((root / "tenants" / "acme" / "databases" / db / "collections").glob("*/versions/*.json"))
+    for bad in ("../x", "a/b", "..", "x" * 200, "a..b"):
+        with pytest.raises(chromadb.errors.InvalidArgumentError):
+            admin.create_tenant(bad)
+        with pytest.raises(chromadb.errors.InvalidArgumentError):
+            admin.create_database(bad, tenant="acme")
     with pytest.raises(chromadb.errors.ChromaError):
         _client(port, tenant="acme", database="missing")
 
