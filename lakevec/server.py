@@ -194,6 +194,41 @@ class Service:
         return True
 
 
+class Guard:
+    """Token check (constant time) and body size limit before any route runs; a plain ASGI
+    middleware (Starlette's ``@app.middleware`` wrapper costs a task and a queue per request)."""
+
+    def __init__(self, app: Any, config: ServerConfig) -> None:
+        self.app = app
+        self.config = config
+        self.token = config.token.encode() if config.token is not None else None
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            refusal = self.refuse(scope)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def refuse(self, scope: dict) -> JSONResponse | None:
+        headers = dict(scope["headers"])
+        if self.token is not None and scope["path"].rstrip("/") not in PUBLIC_PATHS:
+            given = headers.get(b"x-chroma-token")
+            auth = headers.get(b"authorization", b"")
+            if given is None and auth[:7].lower() == b"bearer ":
+                given = auth[7:].strip()
+            if given is None:
+                return JSONResponse({"error": "AuthError", "message": "Unauthorized: no token given"}, 401)
+            if not hmac.compare_digest(given, self.token):
+                return JSONResponse({"error": "AuthorizationError", "message": "Forbidden: wrong token"}, 403)
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.config.max_body_bytes):
+            message = f"Request body over the limit of {self.config.max_body_bytes:,} bytes"
+            return JSONResponse({"error": "InvalidArgumentError", "message": message}, 413)
+        return None
+
+
 def _field(body: dict[str, Any], name: str, kinds: tuple[type, ...], default: Any = None) -> Any:
     value = body.get(name, default)
     if value is not None and not isinstance(value, kinds):
@@ -223,27 +258,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         body = {"error": "InternalError", "message": f"{type(exc).__name__}: {exc}"[:2000]}
         return JSONResponse(body, status_code=500)
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        """Token check (constant time), then the body size limit, before any route runs."""
-        if config.token is not None and request.url.path.rstrip("/") not in PUBLIC_PATHS:
-            given = request.headers.get("x-chroma-token")
-            auth = request.headers.get("authorization", "")
-            if given is None and auth[:7].lower() == "bearer ":
-                given = auth[7:].strip()
-            if given is None:
-                return JSONResponse(
-                    {"error": "AuthError", "message": "Unauthorized: no token given"}, status_code=401
-                )
-            if not hmac.compare_digest(given.encode(), config.token.encode()):
-                return JSONResponse(
-                    {"error": "AuthorizationError", "message": "Forbidden: wrong token"}, status_code=403
-                )
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > config.max_body_bytes):
-            message = f"Request body over the limit of {config.max_body_bytes:,} bytes"
-            return JSONResponse({"error": "InvalidArgumentError", "message": message}, status_code=413)
-        return await call_next(request)
+    app.add_middleware(Guard, config=config)
 
     async def body_of(request: Request) -> dict[str, Any]:
         data = bytearray()
