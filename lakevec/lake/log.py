@@ -64,7 +64,20 @@ class VersionLog:
     def try_commit(self, version: int, document: dict[str, Any]) -> bool:
         """Create version ``version``; False if another writer created it first."""
         data = json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
-        if not self.storage.put_if_absent(self.path(version), data):
+        try:
+            created = self.storage.put_if_absent(self.path(version), data)
+        except OSError:
+            # the request may have reached the store before the error: if the version now holds
+            # exactly our bytes (they name our fragments' unique files) it is our commit; if it
+            # holds another writer's, we lost the race; if it is absent, the write failed
+            try:
+                existing = self.storage.read_if_exists(self.path(version))
+            except OSError:
+                existing = None
+            if existing is None:
+                raise
+            created = existing == data
+        if not created:
             return False
         try:
             self.storage.overwrite(f"{self.directory}/{_HINT}", str(version).encode())
