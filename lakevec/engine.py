@@ -18,7 +18,7 @@ import duckdb
 import numpy as np
 from usearch.index import Index
 
-from lakevec.errors import CommitFailedError, InvalidArgumentError, NotFoundError
+from lakevec.errors import CommitFailedError, InvalidArgumentError, NotFoundError, corrupt
 from lakevec.interop import QueryResult
 from lakevec.lake.log import VersionLog, backoff
 from lakevec.lake.manifest import Manifest
@@ -219,10 +219,15 @@ class CollectionEngine:
                 index = self._indexes.get(path)
             if index is None:
                 local = self.storage.local_copy(self.cache.path(path))
-                if local is not None:  # memory-mapped: the local file or its cached copy
-                    index = Index.restore(local, view=True)
-                else:
-                    index = Index.restore(self.storage.read_bytes(self.cache.path(path)))
+                try:
+                    if local is not None:  # memory-mapped: the local file or its cached copy
+                        index = Index.restore(local, view=True)
+                    else:
+                        index = Index.restore(self.storage.read_bytes(self.cache.path(path)))
+                except (RuntimeError, ValueError) as exc:
+                    raise corrupt(self.cache.path(path), "index", exc) from None
+                if index is None:
+                    raise corrupt(self.cache.path(path), "index", ValueError("not a usearch index"))
                 with self._indexes_lock:
                     index = self._indexes.setdefault(path, index)
             opened[path] = index

@@ -81,6 +81,15 @@ class StorageError(LakevecError):
         return 500
 
 
+class CorruptFileError(StorageError):
+    """A file of a collection cannot be read as what it should be (truncated, overwritten):
+    the message names it. Nothing is guessed from it."""
+
+
+def corrupt(path: str, what: str, exc: BaseException) -> CorruptFileError:
+    return CorruptFileError(f"{what} {path} is unreadable (truncated or not written by lakevec): {exc}")
+
+
 error_types: dict[str, type[LakevecError]] = {
     cls.name(): cls
     for cls in (

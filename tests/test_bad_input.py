@@ -87,6 +87,21 @@ CASES = {
     "negative offset": (lambda c: c.get(offset=-1), ValueError),
     "get duplicate ids": (lambda c: c.get(ids=["a", "a"]), DuplicateIDError),
     "update metadata nested": (lambda c: c.update(ids=["a"], metadatas=[{"x": {"y": 1}}]), ValueError),
+    "query n_results zero": (lambda c: c.query(query_embeddings=[[1, 2]], n_results=0), ValueError),
+    "query n_results negative": (lambda c: c.query(query_embeddings=[[1, 2]], n_results=-3), ValueError),
+    "query wrong dimension": (lambda c: c.query(query_embeddings=[[1, 2, 3]]), InvalidArgumentError),
+    "query nan": (lambda c: c.query(query_embeddings=[[NAN, 2]]), InvalidArgumentError),
+    "where_sql second statement": (
+        lambda c: c.delete(where_sql="1=1; DROP TABLE docs"),
+        InvalidArgumentError,
+    ),
+    "where_sql reads a file": (
+        lambda c: c.get(where_sql="id IN (SELECT * FROM read_csv('/etc/passwd'))"),
+        InvalidArgumentError,
+    ),
+    "where_sql table function": (lambda c: c.get(where_sql="EXISTS (FROM range(3))"), InvalidArgumentError),
+    "where_sql not boolean syntax": (lambda c: c.get(where_sql="year >"), InvalidArgumentError),
+    "where_sql unknown column": (lambda c: c.delete(where_sql="nosuch = 1"), InvalidArgumentError),
     "upsert duplicate ids": (
         lambda c: c.upsert(ids=["a", "a"], embeddings=[[1, 2], [1, 2]]),
         DuplicateIDError,
@@ -129,3 +144,86 @@ def test_writes_to_a_deleted_collection_fail(client):
     client.delete_collection("gone")
     with pytest.raises(NotFoundError):
         col.add(ids=["a"], embeddings=[[1, 2]])
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+@pytest.mark.parametrize("target", ["manifest", "fragment", "deletion file", "index"])
+def test_damaged_files_give_a_clear_error_naming_the_file(tmp_path, target, damage):
+    """A file damaged on disk is reported by name (CorruptFileError); nothing is guessed."""
+    import numpy as np
+
+    import lakevec
+    from lakevec.errors import CorruptFileError
+
+    root = tmp_path / "root"
+    col = lakevec.PersistentClient(str(root)).create_collection("damage", embedding_function=None)
+    col.add(ids=[f"i{k}" for k in range(300)], embeddings=np.random.default_rng(0).random((300, 4)))
+    col.wait_for_index()
+    col.delete(ids=["i1", "i2"])
+    manifest = col._engine.snapshot().manifest
+    base = root / "collections" / str(col.id)
+    path = {
+        "manifest": base / "versions" / f"v{manifest.version:020d}.json",
+        "fragment": base / manifest.fragments[0].path,
+        "deletion file": base / manifest.fragments[0].deletes,
+        "index": base / manifest.fragments[0].index,
+    }[target]
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"\x00garbage" * 50)
+    with pytest.raises(CorruptFileError) as info:
+        fresh = lakevec.PersistentClient(str(root)).get_collection("damage", embedding_function=None)
+        fresh.query(query_embeddings=[[0.5] * 4], n_results=3)
+    assert path.name in str(info.value)
+
+
+SERVER_CASES = [
+    ("malformed JSON body", "400 InvalidArgumentError"),
+    ("body not a JSON object", "400 InvalidArgumentError"),
+    ("ids not a list / ids not strings", "400 InvalidArgumentError"),
+    ("embeddings of strings / invalid base64", "400 InvalidArgumentError"),
+    ("n_results negative, not an int, over the limit", "400 InvalidArgumentError"),
+    ("malformed $and / where_sql with a second statement or a file read", "400 InvalidArgumentError"),
+    ("limit not an int", "400 InvalidArgumentError"),
+    ("delete with nothing to select", "400 InvalidArgumentError"),
+    ("batch over max_batch_size", "400 InvalidArgumentError"),
+    ("body over the size limit", "413 InvalidArgumentError"),
+    ("no token / wrong token", "401 AuthError / 403 AuthorizationError"),
+    ("tenant or database name with '/' or '..'", "400 InvalidArgumentError"),
+]
+
+
+def catalogue() -> str:
+    """docs/bad_inputs.md, generated from the cases above (test_catalogue_is_current keeps it so)."""
+    lines = [
+        "# Bad inputs and the errors they get",
+        "",
+        "Generated from `tests/test_bad_input.py` (every row is a test; the collection is checked",
+        "unchanged after each call). Classes are lakevec's, named as chromadb 1.5.9's; `ValueError`",
+        "rows raise `InvalidArgumentError`, a `ValueError` subclass.",
+        "",
+        "| input | error |",
+        "|---|---|",
+    ]
+    lines += [f"| {name} | `{cls.__name__}` |" for name, (_, cls) in sorted(CASES.items())]
+    lines += [
+        "| collection name too short, with '/', '..' or spaces | `InvalidArgumentError` |",
+        "| missing collection | `NotFoundError` |",
+        "| write to a deleted collection | `NotFoundError` |",
+        "| manifest, fragment, deletion file or index truncated or garbage | `CorruptFileError` naming the file |",
+        "",
+        "## Through the server (`tests/test_server.py`), server stays up",
+        "",
+        "| request | status and error |",
+        "|---|---|",
+    ]
+    lines += [f"| {name} | {error} |" for name, error in SERVER_CASES]
+    return "\n".join(lines) + "\n"
+
+
+def test_catalogue_is_current():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "docs" / "bad_inputs.md"
+    assert path.read_text() == catalogue(), (
+        "regenerate: python -c 'from tests.test_bad_input import catalogue; print(catalogue(), end=\"\")' > docs/bad_inputs.md"
+    )

@@ -12,6 +12,7 @@ import random
 import time
 from typing import Any
 
+from lakevec.errors import corrupt
 from lakevec.lake.storage import Storage
 
 _HINT = "_latest"
@@ -57,9 +58,16 @@ class VersionLog:
 
     def read(self, version: int) -> dict[str, Any]:
         peeked = self._peeked
-        if peeked is not None and peeked[0] == version:
-            return json.loads(peeked[1])
-        return json.loads(self.storage.read_bytes(self.path(version)))
+        data = peeked[1] if peeked is not None and peeked[0] == version else None
+        if data is None:
+            data = self.storage.read_bytes(self.path(version))
+        try:
+            document = json.loads(data)
+        except ValueError as exc:
+            raise corrupt(self.path(version), "version file", exc) from None
+        if not isinstance(document, dict):
+            raise corrupt(self.path(version), "version file", ValueError("not a JSON object"))
+        return document
 
     def try_commit(self, version: int, document: dict[str, Any]) -> bool:
         """Create version ``version``; False if another writer created it first."""

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from lakevec.errors import corrupt
 from lakevec.lake.manifest import FragmentEntry, Manifest
 from lakevec.lake.storage import Storage
 from lakevec.read.vectors import RowVectors
@@ -194,10 +195,15 @@ class FragmentCache:
         data = self._fragments.get(entry.path)
         if data is None:
             full = self.path(entry.path)
-            with self.storage.open_immutable(full) as f:
-                parquet = pq.ParquetFile(f)
-                names = [c for c in parquet.schema_arrow.names if c != "embedding"]
-                table = parquet.read(columns=names)
+            try:
+                with self.storage.open_immutable(full) as f:
+                    parquet = pq.ParquetFile(f)
+                    names = [c for c in parquet.schema_arrow.names if c != "embedding"]
+                    table = parquet.read(columns=names)
+            except (pa.ArrowException, ValueError) as exc:
+                raise corrupt(full, "fragment", exc) from None
+            if table.num_rows != entry.rows:
+                raise corrupt(full, "fragment", ValueError(f"{table.num_rows} rows, the manifest says {entry.rows}"))
             data = FragmentData(
                 flatten(table), lambda: self._read_embeddings(full), lambda: self.storage.local_copy(full)
             )
@@ -206,15 +212,21 @@ class FragmentCache:
         return data
 
     def _read_embeddings(self, full: str) -> np.ndarray:
-        with self.storage.open_immutable(full) as f:
-            return embeddings_of(pq.ParquetFile(f).read(columns=["embedding"]))
+        try:
+            with self.storage.open_immutable(full) as f:
+                return embeddings_of(pq.ParquetFile(f).read(columns=["embedding"]))
+        except (pa.ArrowException, ValueError) as exc:
+            raise corrupt(full, "fragment", exc) from None
 
     def dead_rows(self, entry: FragmentEntry) -> np.ndarray | None:
         if entry.deletes is None:
             return None
         rows = self._deletes.get(entry.deletes)
         if rows is None:
-            rows = read_deletion(self.storage.read_immutable(self.path(entry.deletes)))
+            try:
+                rows = read_deletion(self.storage.read_immutable(self.path(entry.deletes)))
+            except (pa.ArrowException, ValueError) as exc:
+                raise corrupt(self.path(entry.deletes), "deletion file", exc) from None
             self._deletes[entry.deletes] = rows
         return rows
 
