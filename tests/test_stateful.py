@@ -10,6 +10,7 @@ import uuid
 from datetime import timedelta
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -53,11 +54,14 @@ def _merge(old, new):
 
 
 class CollectionMachine(RuleBasedStateMachine):
-    @initialize(kind=st.sampled_from(["file", "memory"]))
+    @initialize(kind=st.sampled_from(["file", "memory", "s3"]))
     def open(self, kind):
         if kind == "file":
             self.tmp = tempfile.mkdtemp()
             self.root = self.tmp + "/root"
+        elif kind == "s3":  # the module's fixture has moto's server running
+            self.tmp = None
+            self.root = f"s3://lakevec-test/stateful-{uuid.uuid4().hex}"
         else:
             self.tmp = None
             self.root = f"memory://stateful-{uuid.uuid4().hex}"
@@ -195,3 +199,8 @@ CollectionMachine.TestCase.settings = settings(
     max_examples=40, stateful_step_count=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 TestCollectionMachine = CollectionMachine.TestCase
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _s3_for_the_machine(s3_server):
+    """The machine's S3 runs need moto's server (started once per session)."""
