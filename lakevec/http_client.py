@@ -117,11 +117,15 @@ class RemoteEngine:
             "offset": offset,
             "include": list(include),
         }
-        if where_sql is not None:
-            body["where_sql"] = where_sql
-        result = self._http.call("post", self._prefix + "/get", body)
+        result = self._read("get", body, where_sql, include)
         if result.get("embeddings") is not None:
             result["embeddings"] = np.asarray(result["embeddings"], dtype=np.float32)
+        return result
+
+    def _read(self, op: str, body: dict[str, Any], where_sql: str | None, include) -> dict[str, Any]:
+        if where_sql is not None:
+            body["where_sql"] = where_sql
+        result = self._http.call("post", f"{self._prefix}/{op}", body)
         result.setdefault("data", None)
         result["included"] = list(include)
         return result
@@ -143,13 +147,9 @@ class RemoteEngine:
             "where_document": where_document,
             "include": list(include),
         }
-        if where_sql is not None:
-            body["where_sql"] = where_sql
-        result = self._http.call("post", self._prefix + "/query", body)
+        result = self._read("query", body, where_sql, include)
         if result.get("embeddings") is not None:
             result["embeddings"] = [np.asarray(e, dtype=np.float32) for e in result["embeddings"]]
-        result.setdefault("data", None)
-        result["included"] = list(include)
         return QueryResult(result)
 
     def wait_for_index(self, timeout: float | None = None) -> None:

@@ -194,6 +194,16 @@ class Service:
         return True
 
 
+def _filters(body: dict[str, Any]) -> dict[str, Any]:
+    """The row selection a get, query or delete body carries."""
+    return {
+        "ids": body.get("ids"),
+        "where": body.get("where"),
+        "where_document": body.get("where_document"),
+        "where_sql": _field(body, "where_sql", (str,)),
+    }
+
+
 class Guard:
     """Token check (constant time) and body size limit before any route runs; a plain ASGI
     middleware (Starlette's ``@app.middleware`` wrapper costs a task and a queue per request)."""
@@ -428,13 +438,10 @@ def create_app(config: ServerConfig) -> FastAPI:
         def work():
             collection = service.collection_by_id(tenant, database, collection_id)
             result = collection.get(
-                ids=body.get("ids"),
-                where=body.get("where"),
                 limit=body.get("limit"),
                 offset=body.get("offset"),
-                where_document=body.get("where_document"),
                 include=body.get("include"),
-                where_sql=_field(body, "where_sql", (str,)),
+                **_filters(body),
             )
             return _jsonable(result)
 
@@ -455,12 +462,9 @@ def create_app(config: ServerConfig) -> FastAPI:
             collection = service.collection_by_id(tenant, database, collection_id)
             result = collection.query(
                 query_embeddings=embeddings,
-                ids=body.get("ids"),
                 n_results=n_results,
-                where=body.get("where"),
-                where_document=body.get("where_document"),
                 include=body.get("include"),
-                where_sql=_field(body, "where_sql", (str,)),
+                **_filters(body),
             )
             return _jsonable(result)
 
@@ -472,12 +476,7 @@ def create_app(config: ServerConfig) -> FastAPI:
 
         def work():
             collection = service.collection_by_id(tenant, database, collection_id)
-            return collection.delete(
-                ids=body.get("ids"),
-                where=body.get("where"),
-                where_document=body.get("where_document"),
-                where_sql=_field(body, "where_sql", (str,)),
-            )
+            return collection.delete(**_filters(body))
 
         return await run(work)
 

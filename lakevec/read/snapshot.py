@@ -203,7 +203,9 @@ class FragmentCache:
             except (pa.ArrowException, ValueError) as exc:
                 raise corrupt(full, "fragment", exc) from None
             if table.num_rows != entry.rows:
-                raise corrupt(full, "fragment", ValueError(f"{table.num_rows} rows, the manifest says {entry.rows}"))
+                raise corrupt(
+                    full, "fragment", ValueError(f"{table.num_rows} rows, the manifest says {entry.rows}")
+                )
             data = FragmentData(
                 flatten(table), lambda: self._read_embeddings(full), lambda: self.storage.local_copy(full)
             )

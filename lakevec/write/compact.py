@@ -124,16 +124,22 @@ def _drop_stale_indexes(engine: CollectionEngine) -> int:
     if not stale:
         return 0
 
+    return _detach(engine, stale)
+
+
+def _detach(engine: CollectionEngine, indexes: set[str]) -> int:
+    """Commit the fragments of ``indexes`` as unindexed, for the indexer to fold again."""
+
     def transform(current: Manifest) -> Manifest:
         fragments = [
-            dataclasses.replace(e, index=None, index_base=0) if e.index in stale else e
+            dataclasses.replace(e, index=None, index_base=0) if e.index in indexes else e
             for e in current.fragments
         ]
         return current.child("compact", fragments=tuple(fragments))
 
     engine.commit_transform(transform)
     engine.indexer.forget_head()
-    return len(stale)
+    return len(indexes)
 
 
 def _merge_indexes(engine: CollectionEngine) -> int:
@@ -152,16 +158,4 @@ def _merge_indexes(engine: CollectionEngine) -> int:
         if sizes[path] <= room:
             merged.add(path)
             room -= sizes[path]
-    if not merged:
-        return 0
-
-    def transform(current: Manifest) -> Manifest:
-        fragments = [
-            dataclasses.replace(e, index=None, index_base=0) if e.index in merged else e
-            for e in current.fragments
-        ]
-        return current.child("compact", fragments=tuple(fragments))
-
-    engine.commit_transform(transform)
-    engine.indexer.forget_head()
-    return len(merged)
+    return _detach(engine, merged) if merged else 0
