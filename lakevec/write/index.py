@@ -90,6 +90,19 @@ def _stop_all() -> None:
                 thread.join(timeout=30)
 
 
+BACKGROUND_NICE = 10  # background folds and merges yield the CPU to the caller's writes and reads
+
+
+def _background_priority() -> None:
+    """Lower this thread's scheduling priority (Linux: threads are tasks with their own nice
+    value, inherited by the threads usearch starts from it), so a long background fold does not
+    slow the ``add`` calls it runs beside. Elsewhere a no-op."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+    except (AttributeError, OSError):
+        pass
+
+
 @dataclasses.dataclass
 class _Head:
     """The index the indexer last wrote, kept in memory so extending it costs no reload."""
@@ -143,6 +156,7 @@ class Indexer:
         self._merge_wake.set()
 
     def _merge_loop(self) -> None:
+        _background_priority()
         while not self._stopping:
             self._merge_wake.wait()
             self._merge_wake.clear()
@@ -160,6 +174,7 @@ class Indexer:
             return merge_small(self.engine, exclude=self._folding)
 
     def _run(self) -> None:
+        _background_priority()
         while not self._stopping:
             self._wake.wait()
             self._wake.clear()
