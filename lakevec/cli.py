@@ -119,7 +119,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         max_body_bytes=args.max_body_mb << 20,
         max_batch_size=args.max_batch_size,
     )
-    serve(config, args.host, args.port)
+    serve(config, args.host, args.port, args.workers)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -178,6 +178,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--allow-reset", action="store_true", help="allow POST /reset (or ALLOW_RESET=1)")
     s.add_argument("--max-body-mb", type=int, default=256)
     s.add_argument("--max-batch-size", type=int, default=50_000)
+    s.add_argument("--workers", type=int, default=1, help="server processes sharing the port and the root")
     s.set_defaults(func=cmd_run)
     return p
 

@@ -509,8 +509,19 @@ def create_app(config: ServerConfig) -> FastAPI:
     return app
 
 
-def serve(config: ServerConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Run the server in this process until interrupted."""
+_CONFIG_VARIABLE = "LAKEVEC_SERVER_CONFIG"
+
+
+def app_from_environment() -> FastAPI:
+    """The app for each worker process of ``lakevec run --workers N`` (uvicorn imports it)."""
+    return create_app(ServerConfig(**json.loads(os.environ[_CONFIG_VARIABLE])))
+
+
+def serve(config: ServerConfig, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
+    """Run the server until interrupted; ``workers`` > 1 runs that many processes on one socket
+    (each with its own engines over the same root: writes meet in the commit protocol)."""
+    import dataclasses
+
     import uvicorn
 
     if config.token is None and host not in ("127.0.0.1", "localhost", "::1"):
@@ -521,6 +532,18 @@ def serve(config: ServerConfig, host: str = "127.0.0.1", port: int = 8000) -> No
         print(f"lakevec: serving {config.root} on {host}:{port}, no token: local connections only")
     else:
         print(f"lakevec: serving {config.root} on {host}:{port}, token required")
+    if workers > 1:
+        os.environ[_CONFIG_VARIABLE] = json.dumps(dataclasses.asdict(config))
+        uvicorn.run(
+            "lakevec.server:app_from_environment",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+        )
+        return
     uvicorn.run(create_app(config), host=host, port=port, log_level="warning", access_log=False)
 
 

@@ -263,3 +263,17 @@ def test_reset_only_when_allowed(server, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_several_worker_processes_serve_one_root(tmp_path):
+    proc, port = _start(tmp_path / "workers", "--workers", "2")
+    try:
+        client = chromadb.HttpClient(host="127.0.0.1", port=port)
+        col = client.create_collection("multi", embedding_function=None)
+        for b in range(6):  # requests land on either process; commits meet in the protocol
+            col.add(ids=[f"b{b}-{i}" for i in range(10)], embeddings=np.full((10, 3), b, dtype=np.float32))
+        assert col.count() == 60
+        assert len(client.get_collection("multi", embedding_function=None).get()["ids"]) == 60
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -44,6 +44,7 @@ def test_take_matches_a_full_read(tmp_path_factory, n, dim, seed):
     rows = np.random.default_rng(seed).integers(0, n, 50)
     rows = np.concatenate([rows, [0, n - 1]])
     np.testing.assert_array_equal(reader.take(rows), emb[rows])
+    np.testing.assert_array_equal(reader.all(), emb)
     np.testing.assert_array_equal(embeddings_of(pq.read_table(path)), emb)
 
 

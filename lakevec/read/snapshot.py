@@ -214,6 +214,10 @@ class FragmentCache:
         return data
 
     def _read_embeddings(self, full: str) -> np.ndarray:
+        local = self.storage.local_copy(full)
+        reader = RowVectors.open(local) if local is not None else None
+        if reader is not None:  # the page values copied as they are: no Parquet decoding
+            return reader.all()
         try:
             with self.storage.open_immutable(full) as f:
                 return embeddings_of(pq.ParquetFile(f).read(columns=["embedding"]))
