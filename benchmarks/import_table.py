@@ -108,8 +108,6 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(child(*args.child)))
-        sys.stdout.flush()
-        os._exit(0)  # no interpreter teardown in a measured child (see lakevec.cli.main)
         return {}
 
     systems = args.systems.split(",")

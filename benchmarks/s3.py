@@ -139,8 +139,6 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(child(args.child[0], int(args.child[1]), args.child[2])))
-        sys.stdout.flush()
-        os._exit(0)  # no interpreter teardown in a measured child (see lakevec.cli.main)
         return {}
     if args.build:
         build(args.build[0], int(args.build[1]), int(args.build[2]))

@@ -16,7 +16,6 @@ traceback).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from datetime import timedelta
 from typing import Any
@@ -185,19 +184,6 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The command's exit code. Run as a program (``lakevec ...``) the process then ends with
-    ``os._exit``: once the work is committed there is nothing left to finalize, and a native
-    library's teardown at interpreter exit was seen to abort (``terminate called without an
-    active exception``, a few runs in a hundred) after a successful command."""
-    code = _main(argv)
-    if argv is None:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    return code
-
-
-def _main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         args.func(args)

@@ -10,7 +10,6 @@ operation before the last ``ok`` committed; the one running at the kill may or m
 from __future__ import annotations
 
 import json
-import os
 import sys
 from datetime import timedelta
 
@@ -102,5 +101,3 @@ if __name__ == "__main__":
         write(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     else:
         dump(sys.argv[2])
-        sys.stdout.flush()
-        os._exit(0)  # see lakevec.cli.main: no interpreter teardown after the work is done

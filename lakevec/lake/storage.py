@@ -140,10 +140,19 @@ class Storage:
                 _FETCH_POOL = ThreadPoolExecutor(FETCHERS, thread_name_prefix="lakevec-fetch")
         return [_FETCH_POOL.submit(self.local_copy, path) for path in paths]
 
-    def open_immutable(self, path: str):
-        """Like :meth:`open`, for files that never change: remote ones come from the cache."""
+    def open_immutable(self, path: str) -> pa.NativeFile:
+        """A file that never changes (remote ones from the cache), as a native Arrow file.
+
+        Not a Python file object: Arrow would then hold Python-owned buffers, and a thread of
+        its pool releasing one after the interpreter began to exit aborts the process
+        (``terminate called without an active exception``; seen with a parallel Parquet read)."""
         local = self.local_copy(path)
-        return open(local, "rb") if local is not None else self.fs.open(path, "rb")
+        if local is not None:
+            return pa.memory_map(local)
+        data = self.fs.cat_file(path)  # memory://: copied into Arrow-owned memory
+        buffer = pa.allocate_buffer(len(data))
+        memoryview(buffer).cast("B")[:] = data
+        return pa.BufferReader(buffer)
 
     def read_immutable(self, path: str) -> bytes:
         with self.open_immutable(path) as f:
