@@ -114,10 +114,20 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--n", type=int, default=50_000)
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--queries", type=int, default=400)
+    parser.add_argument("--workers", type=int, default=1, help="lakevec run --workers")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args(argv)
 
-    result = header("server", "server.py", argv, n=args.n, dim=args.dim, batch=BATCH, queries=args.queries)
+    result = header(
+        "server",
+        "server.py",
+        argv,
+        n=args.n,
+        dim=args.dim,
+        batch=BATCH,
+        queries=args.queries,
+        workers=args.workers,
+    )
     rng = np.random.default_rng(0)
     centers = rng.standard_normal((100, args.dim)).astype(np.float32)
     labels = rng.integers(0, 100, args.n + args.queries)
@@ -131,6 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
             root = tmp / system
             if system == "lakevec":
                 cmd = [sys.executable, "-m", "lakevec", "run", "--path", str(root), "--port", str(port)]
+                cmd += ["--workers", str(args.workers)]
             else:
                 chroma = shutil.which("chroma", path=str(bin_dir)) or "chroma"
                 cmd = [chroma, "run", "--path", str(root), "--port", str(port)]
@@ -152,7 +163,10 @@ def main(argv: list[str] | None = None) -> dict:
     }
     r = result["ratios"]
     lines = [
-        *heading(f"HTTP server: lakevec run vs chroma run, {args.n:,} x {args.dim}", result),
+        *heading(
+            f"HTTP server: lakevec run ({args.workers} worker process(es)) vs chroma run, {args.n:,} x {args.dim}",
+            result,
+        ),
         "| measure | lakevec | Chroma | lakevec / Chroma |",
         "|---|---:|---:|---:|",
         f"| add vectors/s (batches of {BATCH:,}) | {lv['add_vectors_per_s']:,} | {ch['add_vectors_per_s']:,} | {r['add']}x |",
