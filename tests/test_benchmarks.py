@@ -103,3 +103,39 @@ def test_server_benchmark_smoke(tmp_path):
     result = server.main(["--n", "1500", "--dim", "8", "--queries", "16", "--out", str(tmp_path)])
     assert result["lakevec"]["add_vectors_per_s"] > 0 and result["chroma"]["qps_8_clients"] > 0
     assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json", ".md"]
+
+
+def test_harness_smoke(tmp_path):
+    """The whole harness (datasets, ground truth, child processes, cold opens, report, plots)
+    on two tiny datasets, one of them the embedded text corpus."""
+    from benchmarks.harness.__main__ import main
+
+    out = tmp_path / "out"
+    result = main(
+        [
+            "--datasets",
+            "clustered-600,text-60",
+            "--systems",
+            "lakevec,usearch,exact",
+            "--queries",
+            "5",
+            "--reps",
+            "1",
+            "--batch",
+            "200",
+            "--cache",
+            str(tmp_path / "cache"),
+            "--out",
+            str(out),
+        ]
+    )
+    lake = result["datasets"]["clustered-600"]["systems"]["lakevec"]
+    assert lake["query"]["recall"] == 1.0  # 600 rows: searched exactly
+    assert set(lake["filtered"]) == {"1", "10", "50"} and lake["get"]["rows"] > 0
+    assert lake["cold_open"]["best_s"] > 0 and len(lake["curve"]) == 6
+    assert result["datasets"]["text-60"]["n"] == 60
+    assert result["datasets"]["clustered-600"]["systems"]["usearch"]["filtered"]["1"] is None
+    names = sorted(p.name for p in out.iterdir())
+    assert any(n.endswith(".json") for n in names) and any(n.endswith("-recall-qps.png") for n in names)
+    md = next(out.glob("*.md")).read_text()
+    assert "| lakevec |" in md and "python -m benchmarks.harness --datasets clustered-600" in md

@@ -207,10 +207,20 @@ def _read_until(root: str, stop: str, reads_file: str) -> None:
 
 
 def _compact_later(root: str) -> None:
+    """Compact once the writers have committed something, again until a compaction commits
+    (one that finds nothing to merge, or loses every race to a background merge, commits
+    nothing), within a minute."""
     import time
 
-    time.sleep(1.5)
-    lakevec.PersistentClient(root).get_collection("shared", embedding_function=None).compact()
+    col = lakevec.PersistentClient(root).get_collection("shared", embedding_function=None)
+    deadline = time.monotonic() + 60
+    while col.count() == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    while time.monotonic() < deadline:
+        col.compact()
+        if "compact" in [v["operation"] for v in col.versions()]:
+            return
+        time.sleep(0.3)
 
 
 @pytest.mark.parametrize("kind", ["file", "s3"])
