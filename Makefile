@@ -34,7 +34,7 @@ test: install-test
 
 bench: install-test
 	$(BIN)/pip install -q -e ".[test,bench]"
-	$(BIN)/python -m benchmarks.harness
+	$(BIN)/python -m benchmarks.harness --s3
 
 # the full harness (10k / 100k / 1M, S3 cold open; about an hour on 2 cores), then each issue's own benchmark
 bench-full: install-test
