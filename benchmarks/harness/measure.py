@@ -120,6 +120,8 @@ def run(system_name: str, dataset: str, path: str, queries: int, reps: int, batc
         got = {"rows": rows, "p50_ms": 1000 * float(np.median(times))}
     out["get"] = got
     out["knob"] = system.knob
+    if hasattr(system, "vacuumed_bytes"):  # last: the workloads ran on the store as ingest left it
+        out["disk_bytes_vacuumed"] = system.vacuumed_bytes()
     out["peak_rss_mb"] = rss_mb("VmHWM") - base_rss
     return out
 

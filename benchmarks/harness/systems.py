@@ -107,6 +107,14 @@ class Lakevec(ChromaAPI):
     def tune(self, setting) -> None:
         self.col.modify(configuration={"hnsw": {"ef_search": setting}})
 
+    def vacuumed_bytes(self) -> int:
+        """Disk once superseded files (index files replaced by later folds, kept for reads of
+        older versions) are gone: what ``vacuum`` leaves with no retention window."""
+        from datetime import timedelta
+
+        self.col.vacuum(older_than=timedelta(0))
+        return dir_bytes(self.path)
+
 
 class LanceDB:
     name = "lancedb"
