@@ -366,16 +366,23 @@ class Snapshot:
         if len(positions) > 64:
             sub = self.take(positions, columns)
             return {name: sub.column(name).to_pylist() for name in columns}
-        frag, rows = self.locate(positions)
+        order = np.argsort(positions, kind="stable")
+        ordered = positions[order]
+        bounds = np.searchsorted(ordered, self.offsets).tolist()  # each fragment's run
         out: dict[str, list] = {name: [] for name in columns}
-        for f, r in zip(frag.tolist(), rows.tolist()):
+        for f in range(len(self.fragments)):
+            a, b = bounds[f], bounds[f + 1]
+            if a == b:
+                continue
             table = self.fragments[f].table
-            for name in columns:
+            picked = pa.array(ordered[a:b] - self.offsets[f])
+            for name in columns:  # one take per fragment and column
                 if name in table.column_names:
-                    out[name].append(table.column(name)[r].as_py())
+                    out[name] += table.column(name).take(picked).to_pylist()
                 else:
-                    out[name].append(None)
-        return out
+                    out[name] += [None] * (b - a)
+        back = np.argsort(order).tolist()  # from sorted back to the caller's order
+        return {name: [values[i] for i in back] for name, values in out.items()}
 
     @cached_property
     def metadata_table(self) -> pa.Table:

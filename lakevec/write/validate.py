@@ -95,10 +95,15 @@ def validate_embeddings(embeddings: Any, count: int, dimension: int | None) -> n
         raise InvalidArgumentError(
             f"Collection expecting embedding with dimension of {dimension}, got {array.shape[1]}"
         )
-    # a row sum (one BLAS pass, 2.5x faster than isfinite) is NaN or infinite if any of the
-    # row's values is, or if it overflows: then every value is checked
-    row_sums = array @ np.ones(array.shape[1], dtype=np.float32)
-    if not np.isfinite(row_sums).all() and not np.isfinite(array).all():
+    # a row sum (one BLAS pass, 2.5x faster than isfinite on a batch) is NaN or infinite if any
+    # of the row's values is, or if it overflows: then every value is checked. A few rows (a
+    # query) are checked directly: the ones vector would cost more than the check
+    if array.size <= 4096:
+        finite = bool(np.isfinite(array).all())
+    else:
+        row_sums = array @ np.ones(array.shape[1], dtype=np.float32)
+        finite = bool(np.isfinite(row_sums).all()) or bool(np.isfinite(array).all())
+    if not finite:
         raise InvalidArgumentError("Embeddings must not contain NaN or Infinity values")
     return array
 
