@@ -132,7 +132,7 @@ def test_harness_smoke(tmp_path):
     lake = result["datasets"]["clustered-600"]["systems"]["lakevec"]
     assert lake["query"]["recall"] == 1.0  # 600 rows: searched exactly
     assert set(lake["filtered"]) == {"1", "10", "50"} and lake["get"]["rows"] > 0
-    assert lake["cold_open"]["best_s"] > 0 and len(lake["curve"]) == 6
+    assert lake["cold_open"]["best_s"] > 0 and len(lake["curve"]) == 8
     assert result["datasets"]["text-60"]["n"] == 60
     assert result["datasets"]["clustered-600"]["systems"]["usearch"]["filtered"]["1"] is None
     names = sorted(p.name for p in out.iterdir())
