@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
                 result["datasets"][name]["systems"][system] = r
             finally:
                 remove(path)
-    stem = Path(args.out) / f"{result['date']}-{platform.node() or 'machine'}"
+    stem = Path(args.out) / f"{result['date']}-{platform.node() or 'machine'}{'-full' if args.full else ''}"
     report.write(result, stem)
     return result
 
