@@ -39,7 +39,7 @@ def child(argv: list[str], env: dict | None = None) -> dict:
         cwd=str(Path(__file__).resolve().parents[2]),
     )
     if out.returncode:
-        raise RuntimeError(f"{argv}: {out.stderr[-3000:]}")
+        raise RuntimeError(f"{argv} exited with {out.returncode}: {out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch", type=int, default=5_000, help="rows per add call")
     parser.add_argument("--s3", action="store_true", help="cold open from S3 (moto) on the largest dataset")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "results"))
+    parser.add_argument("--suffix", help="appended to the result files' names, e.g. -1m")
     parser.add_argument("--cache", default=str(datasets.CACHE), help="datasets and ground truth")
     args = parser.parse_args(argv)
     preset = FULL if args.full else QUICK
@@ -114,7 +115,13 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{name}: {system} ...", flush=True)
             path = tempfile.mkdtemp(prefix=f"bench-{system}-")
             try:
-                r = child(["measure", system, name, path, str(queries), str(reps), str(args.batch)], env)
+                try:
+                    r = child(["measure", system, name, path, str(queries), str(reps), str(args.batch)], env)
+                except RuntimeError as e:  # one system failing (killed, out of memory) ends only its row
+                    result["datasets"][name]["failed"] = result["datasets"][name].get("failed", {}) | {
+                        system: str(e)[-500:]
+                    }
+                    continue
                 if system != "exact":
                     r["cold_open"] = cold_open(system, path, query_file, env)
                 if args.s3 and name == largest and system in ("lakevec", "lancedb"):
@@ -125,7 +132,8 @@ def main(argv: list[str] | None = None) -> dict:
                 result["datasets"][name]["systems"][system] = r
             finally:
                 remove(path)
-    stem = Path(args.out) / f"{result['date']}-{platform.node() or 'machine'}{'-full' if args.full else ''}"
+    suffix = args.suffix or ("-full" if args.full else "")
+    stem = Path(args.out) / f"{result['date']}-{platform.node() or 'machine'}{suffix}"
     report.write(result, stem)
     return result
 

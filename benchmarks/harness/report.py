@@ -165,6 +165,8 @@ def markdown(result: dict) -> str:
                 f"| {fmt(r['cold_open']['best_s'], 2) if r.get('cold_open') else 'n/a'} "
                 f"| {(fmt(s3['best_s'], 2) if 'best_s' in s3 else 'failed') if s3 else '—'} |"
             )
+        for s, error in ds.get("failed", {}).items():
+            lines.append(f"| {s} | failed: {error.strip().splitlines()[0][:150]} |" + " |" * 12)
         lines += ["", "| filtered | " + " | ".join(sys_) + " |", "|---|" + "---:|" * len(sys_)]
         for sel in SELECTIVITIES:
             cells = []

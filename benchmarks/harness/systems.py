@@ -74,9 +74,14 @@ class ChromaAPI:
         self.col.modify(configuration={"hnsw": {"ef_search": setting}})
         # Chroma 1.5.9 applies a new ef_search only when the collection's index is loaded again
         # (measured: recall unchanged at ef 10 until the client is recreated)
-        import chromadb
+        from chromadb.api.shared_system_client import SharedSystemClient
 
-        chromadb.api.client.SharedSystemClient.clear_system_cache()
+        # stop the old system first: clearing the cache alone kept every loaded index in memory
+        # (the 1M run was killed at 19.6 GB during this sweep)
+        for system in list(SharedSystemClient._identifier_to_system.values()):
+            system.stop()
+        SharedSystemClient.clear_system_cache()
+        self.col = None
         self.open(self.path)
 
     def search(self, q: np.ndarray, k: int, sel: int | None = None) -> list[int]:
