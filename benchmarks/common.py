@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import platform
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,18 @@ def versions() -> dict:
         except Exception:
             pass
     return out
+
+
+def dir_bytes(path: str | Path) -> int:
+    """Bytes of every file under ``path``: a store's size on disk."""
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 for a server a benchmark starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def header(benchmark: str, script: str, argv: list[str] | None, **settings: Any) -> dict:

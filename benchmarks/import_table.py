@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import header, heading, write  # noqa: E402
+from benchmarks.common import dir_bytes, header, heading, write  # noqa: E402
 
 PAIRS = [("lakevec", "parquet"), ("lakevec", "polars"), ("lancedb", "parquet"), ("lancedb", "polars")]
 
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> dict:
                 if out.returncode:
                     raise RuntimeError(f"{system}/{source} import failed:\n{out.stderr[-3000:]}")
                 run = json.loads(out.stdout.strip().splitlines()[-1])
-                run["disk_bytes"] = sum(f.stat().st_size for f in workdir.rglob("*") if f.is_file())
+                run["disk_bytes"] = dir_bytes(workdir)
                 result["all_runs"].append(run)
                 shutil.rmtree(workdir, ignore_errors=True)
     finally:

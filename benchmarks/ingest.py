@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import header, write  # noqa: E402
+from benchmarks.common import dir_bytes, header, write  # noqa: E402
 
 FILTERS = {
     "category == c3 (10%)": {"category": "c3"},
@@ -45,10 +45,6 @@ def make_data(n: int, dim: int, seed: int = 0):
     ]
     docs = [f"document {i} in category c{c}" for i, c in enumerate(cat)]
     return ids, emb, metas, docs
-
-
-def dir_bytes(path: str) -> int:
-    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
 
 def open_collection(system: str, path: str):

@@ -23,11 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import header, heading, write  # noqa: E402
-
-
-def disk_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+from benchmarks.common import dir_bytes, header, heading, write  # noqa: E402
 
 
 def qps(col, queries: np.ndarray) -> float:
@@ -94,10 +90,10 @@ def main(argv: list[str] | None = None) -> dict:
 
         # delete half, vacuum, compare with a fresh load of what remains
         col.delete(where={"b": {"$in": list(range(0, args.n // args.batch + 1, 2))}})
-        result["bytes_after_delete"] = disk_bytes(root)
+        result["bytes_after_delete"] = dir_bytes(root)
         col.compact()
         col.vacuum(older_than=timedelta(0))
-        result["bytes_after_compact_vacuum"] = disk_bytes(root)
+        result["bytes_after_compact_vacuum"] = dir_bytes(root)
         remaining = col.get(include=["embeddings", "metadatas"])
         fresh_root = tmp / "fresh"
         fresh = lakevec.PersistentClient(str(fresh_root)).create_collection("bench", embedding_function=None)
@@ -110,7 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
         fresh.wait_for_index()
         fresh.compact()
         fresh.vacuum(older_than=timedelta(0))
-        result["bytes_fresh_load"] = disk_bytes(fresh_root)
+        result["bytes_fresh_load"] = dir_bytes(fresh_root)
         result["disk_ratio_to_fresh"] = round(
             result["bytes_after_compact_vacuum"] / result["bytes_fresh_load"], 3
         )

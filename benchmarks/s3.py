@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,18 +27,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import header, heading, write  # noqa: E402
+from benchmarks.common import dir_bytes, free_port, header, heading, write  # noqa: E402
 
 BUCKET = "lakevec-bench"
 QUERIES = 200
 COLD_RUNS = 3
 SETTLE_S = 5  # after the build freed gigabytes, the VM's kernel works in the background for a while
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -215,9 +208,7 @@ def main(argv: list[str] | None = None) -> dict:
             start = time.perf_counter()
             upload(fs, local, f"{BUCKET}/root")
             result["upload_s"] = round(time.perf_counter() - start, 2)
-            result["collection_mb"] = round(
-                sum(f.stat().st_size for f in local.rglob("*") if f.is_file()) / 1e6, 1
-            )
+            result["collection_mb"] = round(dir_bytes(local) / 1e6, 1)
 
             # moto serves an object's first GET after its upload slower than later ones (measured: a
             # whole cold open 2.2 s on the first read, 1.55 s after); real S3 has no such state, so the

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import os
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
+from benchmarks.common import dir_bytes
 from benchmarks.harness.datasets import DIM
 
 #: search settings swept for the recall / QPS curve (ef_search, or LanceDB's nprobes)
@@ -23,10 +23,6 @@ EF_CURVE = (10, 20, 40, 80, 160, 320, 640, 1280)
 #: LanceDB's IVF_PQ: nprobes changed nothing at these sizes (measured: recall 0.486 at 1, 5 and 40
 #: probes on 10k rows), the exact re-rank of refine_factor x k PQ candidates is what buys recall
 REFINE_CURVE = (1, 2, 5, 10, 30, 100)
-
-
-def dir_bytes(path: str) -> int:
-    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
 
 def rows(ids) -> list[int]:
