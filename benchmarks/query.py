@@ -23,23 +23,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import header, write  # noqa: E402
+from benchmarks.harness.datasets import synthetic  # noqa: E402
 
 CATS = np.array(["red", "green", "blue", "gray"])
 
 
 def embeddings(n: int, dim: int, kind: str, seed: int) -> np.ndarray:
-    """``clustered``: 64 clusters in a 32-d latent space projected to ``dim`` plus noise, unit
-    length (text embeddings have low intrinsic dimension); ``uniform``: isotropic Gaussian."""
-    rng = np.random.default_rng(seed)
-    if kind == "uniform":
-        x = rng.standard_normal((n, dim))
-    else:
-        project = np.random.default_rng(99).standard_normal((32, dim)) / np.sqrt(32)
-        centers = np.random.default_rng(98).standard_normal((64, 32)) * 1.5
-        x = (centers[rng.integers(0, 64, n)] + rng.standard_normal((n, 32))) @ project
-        x += 0.05 * rng.standard_normal((n, dim))
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    return x.astype(np.float32)
+    """The harness's synthetic vectors (the same seeds give the same rows up to 100,000)."""
+    return synthetic(kind, n, seed, dim)
 
 
 def workloads(n: int, nq: int, seed: int = 3):

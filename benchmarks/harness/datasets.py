@@ -39,20 +39,20 @@ class Dataset:
         return [f"r{i}" for i in range(self.n)]
 
 
-def synthetic(kind: str, n: int, seed: int) -> np.ndarray:
-    """``clustered``: 64 clusters in a 32-d latent space projected to 384-d plus noise, unit
+def synthetic(kind: str, n: int, seed: int, dim: int = DIM) -> np.ndarray:
+    """``clustered``: 64 clusters in a 32-d latent space projected to ``dim`` plus noise, unit
     length (text embeddings have a low intrinsic dimension); ``uniform``: isotropic Gaussian."""
     rng = np.random.default_rng(seed)
-    out = np.empty((n, DIM), dtype=np.float32)
-    project = np.random.default_rng(99).standard_normal((32, DIM)) / np.sqrt(32)
+    out = np.empty((n, dim), dtype=np.float32)
+    project = np.random.default_rng(99).standard_normal((32, dim)) / np.sqrt(32)
     centers = np.random.default_rng(98).standard_normal((64, 32)) * 1.5
     for s in range(0, n, 100_000):  # chunks keep float64 temporaries small
         m = min(100_000, n - s)
         if kind == "uniform":
-            x = rng.standard_normal((m, DIM))
+            x = rng.standard_normal((m, dim))
         else:
             x = (centers[rng.integers(0, 64, m)] + rng.standard_normal((m, 32))) @ project
-            x += 0.05 * rng.standard_normal((m, DIM))
+            x += 0.05 * rng.standard_normal((m, dim))
         out[s : s + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
     return out
 
