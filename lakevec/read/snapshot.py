@@ -360,6 +360,13 @@ class Snapshot:
             )
         return rows.take(pa.array(positions, type=pa.int64()))
 
+    def _runs(self, ordered: np.ndarray) -> list[tuple[int, int, int]]:
+        """(fragment, start, end) of each fragment's run of sorted ``positions``."""
+        bounds = np.searchsorted(ordered, self.offsets)
+        return [
+            (f, int(bounds[f]), int(bounds[f + 1])) for f in np.flatnonzero(bounds[1:] > bounds[:-1]).tolist()
+        ]
+
     def values(self, positions: np.ndarray, columns: list[str]) -> dict[str, list]:
         """Python values of some row-view columns at ``positions``. A few rows are read straight
         from their fragments, so a small query result never builds the concatenated view."""
@@ -368,12 +375,8 @@ class Snapshot:
             return {name: sub.column(name).to_pylist() for name in columns}
         order = np.argsort(positions, kind="stable")
         ordered = positions[order]
-        bounds = np.searchsorted(ordered, self.offsets).tolist()  # each fragment's run
         out: dict[str, list] = {name: [] for name in columns}
-        for f in range(len(self.fragments)):
-            a, b = bounds[f], bounds[f + 1]
-            if a == b:
-                continue
+        for f, a, b in self._runs(ordered):
             table = self.fragments[f].table
             picked = pa.array(ordered[a:b] - self.offsets[f])
             for name in columns:  # one take per fragment and column
@@ -399,9 +402,7 @@ class Snapshot:
         out = np.empty((len(positions), dim), dtype=np.float32)
         if len(positions) > 1 and np.all(positions[1:] >= positions[:-1]):
             # sorted (filter results): one contiguous run of positions per fragment
-            bounds = np.searchsorted(positions, self.offsets)
-            for i in np.flatnonzero(bounds[1:] > bounds[:-1]):
-                a, b = bounds[i], bounds[i + 1]
+            for i, a, b in self._runs(positions):
                 out[a:b] = self.fragments[i].take(positions[a:b] - self.offsets[i])
             return out
         frag, rows = self.locate(positions)
