@@ -107,7 +107,7 @@ def metadata_columns(
 
 def _uniform(metadatas: list[dict[str, Any] | None]) -> dict[tuple[str, str], list[Any]] | None:
     """The common batch: every row has the same keys, each with one scalar type. Its columns
-    come from one comprehension per key (4x faster than visiting every value), or None."""
+    come from one comprehension per key (3.5x faster than visiting every value), or None."""
     first = metadatas[0] if metadatas else None
     if not first:
         return None
@@ -167,7 +167,8 @@ def build_table(
 
 def required_vectors(table: pa.Table) -> pa.Table:
     """The vector column declared without nulls (list and values): Parquet then encodes it
-    without per-value definition levels, 1.3-1.8x faster (measured on 100k x 384), and readers
+    without per-value definition levels (pyarrow: 1.76x on 100k x 384 vectors alone, 1.16x beside an
+    id column), and readers
     see the same fixed_size_list<float32>. Tables holding a null vector stay as they are."""
     i = table.schema.get_field_index("embedding")
     if i < 0:
