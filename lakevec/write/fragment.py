@@ -167,9 +167,9 @@ def build_table(
 
 def required_vectors(table: pa.Table) -> pa.Table:
     """The vector column declared without nulls (list and values): Parquet then encodes it
-    without per-value definition levels (pyarrow: 1.76x on 100k x 384 vectors alone, 1.16x beside an
-    id column), and readers
-    see the same fixed_size_list<float32>. Tables holding a null vector stay as they are."""
+    without per-value definition levels (pyarrow: 1.76x on 100k x 384 vectors alone, 1.16x
+    beside an id column), and readers see the same fixed_size_list<float32>. Tables holding a
+    null vector stay as they are."""
     i = table.schema.get_field_index("embedding")
     if i < 0:
         return table
