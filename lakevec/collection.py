@@ -84,6 +84,8 @@ class Collection:
             raise InvalidArgumentError(
                 f"You must provide embeddings or an embedding function to compute them in {op}."
             )
+        if isinstance(documents, pa.Array):
+            documents = documents.to_pylist()
         if any(d is None for d in documents):
             raise InvalidArgumentError(f"Cannot embed a None document in {op}.")
         return embed_documents(self._embedding_function, documents, op, query=query)
@@ -321,6 +323,12 @@ class Collection:
 
         def prepare(batch: pa.RecordBatch) -> tuple:
             names = batch.schema.names
+
+            def column(name: str) -> Any:
+                # add: string columns stay Arrow arrays, checked with Arrow compute; upsert
+                # merges per row
+                return batch.column(name) if op == "add" else batch.column(name).to_pylist()
+
             if ids not in names:
                 raise InvalidArgumentError(f"the table has no id column {ids!r}")
             meta_columns = metadatas if metadatas is not None else [n for n in names if n not in named]
@@ -328,11 +336,11 @@ class Collection:
             columnar = columnar_metadata(batch, meta_columns) if op == "add" else None
             row_ids, emb, metas, docs, row_uris = self._prepare(
                 op,
-                batch.column(ids).to_pylist(),
+                column(ids),
                 embeddings_from(batch.column(embeddings)) if embeddings in names else None,
                 metadata_from(batch, meta_columns) if columnar is None else None,
-                batch.column(documents).to_pylist() if documents in names else None,
-                batch.column(uris).to_pylist() if uris in names else None,
+                column(documents) if documents in names else None,
+                column(uris) if uris in names else None,
                 None,
             )
             return row_ids, emb, docs, row_uris, columnar if columnar is not None else metas
@@ -345,6 +353,8 @@ class Collection:
                 self._engine.upsert(
                     row_ids, emb, docs, row_uris, metas, update_only=False, cache_vectors=False
                 )
+            # hand the batch's freed buffers back: mimalloc otherwise keeps them resident
+            pa.default_memory_pool().release_unused()
             if bar is not None:
                 bar.update(len(row_ids))
             return len(row_ids)

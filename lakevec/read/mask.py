@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakevec.lake.manifest import MetadataField
-from lakevec.write.fragment import META_PREFIX
+from lakevec.write.fragment import META_PREFIX, numbers
 
 _NUMERIC = ("int", "float")
 _COMPARE = {
@@ -50,7 +50,7 @@ def _scalar(kind: str, value: Any) -> pa.Scalar | None:
 
 
 def _bools(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    return pc.fill_null(array, False).to_numpy(zero_copy_only=False)
+    return numbers(pc.fill_null(array, False))
 
 
 class _Evaluator:
@@ -118,7 +118,7 @@ class _Evaluator:
                 start = 0
                 for chunk in column.chunks:
                     hit = _bools(pc.equal(pc.list_flatten(chunk), scalar))
-                    parents = pc.list_parent_indices(chunk).to_numpy()
+                    parents = numbers(pc.list_parent_indices(chunk))
                     out[start + parents[hit]] = True
                     start += len(chunk)
                 return out

@@ -25,7 +25,15 @@ from lakevec.errors import corrupt
 from lakevec.lake.manifest import FragmentEntry, Manifest
 from lakevec.lake.storage import Storage
 from lakevec.read.vectors import RowVectors
-from lakevec.write.fragment import ARROW_TYPES, META_PREFIX, embeddings_of, flatten, read_deletion
+from lakevec.write.fragment import (
+    ARROW_TYPES,
+    META_PREFIX,
+    embeddings_of,
+    flatten,
+    numbers,
+    read_deletion,
+    strings,
+)
 
 _BASE_COLUMNS = ("id", "document", "uri", "_seq")
 
@@ -264,7 +272,7 @@ class Snapshot:
         return self.manifest.live_rows
 
     # -- ids -----------------------------------------------------------------------------
-    def lookup(self, ids: list[str]) -> np.ndarray:
+    def lookup(self, ids: list[str] | pa.Array) -> np.ndarray:
         """Position of each id's live row, -1 where the id has none."""
         result = np.full(len(ids), -1, dtype=np.int64)
         if not ids:
@@ -273,7 +281,7 @@ class Snapshot:
         # sorted needles make each binary search start near the last one (cache friendly)
         needles = np.argsort(hashes)
         hashes = hashes[needles]
-        id_array = pa.array(ids, type=pa.string())
+        id_array = strings(ids)
         for i, (frag, entry) in enumerate(zip(self.fragments, self.manifest.fragments)):
             if entry.live_rows == 0:
                 continue
@@ -282,7 +290,7 @@ class Snapshot:
                 continue
             query = needles[query]
             same = pc.equal(frag.table.column("id").take(rows), id_array.take(query))
-            keep = same.to_numpy(zero_copy_only=False)
+            keep = numbers(same).copy()
             if self.dead[i] is not None:
                 keep &= ~np.isin(rows, self.dead[i])
             result[query[keep]] = self.offsets[i] + rows[keep]
@@ -329,7 +337,7 @@ class Snapshot:
     def seq(self) -> np.ndarray:
         if not self.fragments:
             return np.zeros(0, dtype=np.int64)
-        return np.concatenate([f.table.column("_seq").to_numpy() for f in self.fragments])
+        return np.concatenate([numbers(f.table.column("_seq")) for f in self.fragments])
 
     @cached_property
     def live_in_order(self) -> np.ndarray:

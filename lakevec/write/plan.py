@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from lakevec.read.rows import metadata_dicts
 from lakevec.read.snapshot import Snapshot
-from lakevec.write.fragment import ColumnarMetadata, RowBatch
+from lakevec.write.fragment import ColumnarMetadata, RowBatch, numbers
 
 
 @dataclass
@@ -28,20 +29,20 @@ class Change:
         return (self.batch is None or len(self.batch) == 0) and len(self.dead) == 0
 
 
-def _pick(values: list | ColumnarMetadata | None, index: np.ndarray) -> list | ColumnarMetadata:
+def _pick(values: Any, index: np.ndarray) -> Any:
     if values is None:
         return [None] * len(index)
-    if isinstance(values, ColumnarMetadata):
+    if isinstance(values, (ColumnarMetadata, pa.Array)):
         return values.take(index)
     return [values[i] for i in index]
 
 
 def plan_add(
     snap: Snapshot,
-    ids: list[str],
+    ids: list[str] | pa.Array,
     embeddings: np.ndarray,
-    documents: list | None,
-    uris: list | None,
+    documents: list | pa.Array | None,
+    uris: list | pa.Array | None,
     metadatas: list | None,
 ) -> Change:
     """New ids become rows; ids that already exist are skipped, as Chroma does."""
@@ -55,8 +56,8 @@ def plan_add(
     batch = RowBatch(
         ids=ids,
         embeddings=embeddings,
-        documents=documents if documents is not None else [None] * len(ids),
-        uris=uris if uris is not None else [None] * len(ids),
+        documents=documents if documents is not None else pa.nulls(len(ids), pa.string()),
+        uris=uris if uris is not None else pa.nulls(len(ids), pa.string()),
         metadatas=metadatas if metadatas is not None else [None] * len(ids),
         seq=snap.manifest.next_seq + np.arange(len(ids), dtype=np.int64),
     )
@@ -122,7 +123,7 @@ def plan_upsert(
 
     seq = np.concatenate(
         [
-            old.column("_seq").to_numpy(),
+            numbers(old.column("_seq")),
             snap.manifest.next_seq + np.arange(len(new), dtype=np.int64),
         ]
     )

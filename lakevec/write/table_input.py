@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakevec.errors import InvalidArgumentError
-from lakevec.write.fragment import ARROW_TYPES, ColumnarMetadata, numbers
+from lakevec.write.fragment import ARROW_TYPES, BULK_POOL, ColumnarMetadata, numbers
 
 _FORMATS = {
     ".parquet": "parquet",
@@ -51,11 +51,14 @@ def record_batches(data: Any, batch_size: int) -> Iterator[pa.RecordBatch]:
     elif isinstance(data, pa.Table):
         reader = data.to_reader(max_chunksize=batch_size)
     elif hasattr(data, "scanner"):  # a pyarrow Dataset
-        reader = data.scanner(batch_size=batch_size, batch_readahead=0, fragment_readahead=0).to_reader()
+        scanner = data.scanner(
+            batch_size=batch_size, batch_readahead=0, fragment_readahead=0, memory_pool=BULK_POOL
+        )
+        reader = scanner.to_reader()
     elif hasattr(data, "collect_batches"):  # a polars LazyFrame: streamed by its engine
-        reader = (b for df in data.collect_batches(chunk_size=batch_size) for b in df.to_arrow().to_batches())
-    elif hasattr(data, "iter_slices"):  # a polars DataFrame: converted a slice at a time
-        reader = (b for df in data.iter_slices(batch_size) for b in df.to_arrow().to_batches())
+        reader = (b for df in data.collect_batches(chunk_size=batch_size) for b in _polars_batches(df))
+    elif hasattr(data, "iter_slices"):  # a polars DataFrame: its chunks, zero-copy
+        reader = _polars_batches(data)
     elif hasattr(data, "fetch_record_batch"):  # a DuckDB relation
         reader = data.fetch_record_batch(batch_size)
     elif hasattr(data, "__arrow_c_stream__"):  # pandas DataFrames and other producers
@@ -64,9 +67,40 @@ def record_batches(data: Any, batch_size: int) -> Iterator[pa.RecordBatch]:
         raise InvalidArgumentError(
             f"expected an Arrow table or stream, or a file path, got {type(data).__name__}"
         )
-    for batch in reader:
-        for start in range(0, batch.num_rows, batch_size):
-            yield batch.slice(start, batch_size)
+    return rebatch(reader, batch_size)
+
+
+def _polars_batches(df: Any) -> Iterator[pa.RecordBatch]:
+    import polars as pl
+
+    # the newest level exports string views as they are instead of copying them to large_string
+    return iter(df.to_arrow(compat_level=pl.CompatLevel.newest()).to_batches())
+
+
+def rebatch(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.RecordBatch]:
+    """Batches of at most ``size`` rows that copy as little as they can: an input batch of at
+    least half that size goes out as it is (sliced when larger), and smaller ones are joined
+    until the next would not fit. A batch that straddled input chunks would copy its vectors
+    (128 MiB at the default size) just to make them contiguous."""
+    pending: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in batches:
+        for start in range(0, batch.num_rows, size):
+            piece = batch.slice(start, size)
+            if pending and rows + piece.num_rows > size:
+                yield _joined(pending)
+                pending, rows = [], 0
+            pending.append(piece)
+            rows += piece.num_rows
+            if len(pending) == 1 and rows >= size // 2:
+                yield piece
+                pending, rows = [], 0
+    if pending:
+        yield _joined(pending)
+
+
+def _joined(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    return batches[0] if len(batches) == 1 else pa.concat_batches(batches)
 
 
 TARGET_BATCH_BYTES = 128 << 20  # written as two 64 MiB fragments side by side (write/commit.py)

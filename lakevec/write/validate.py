@@ -14,6 +14,8 @@ from typing import Any
 
 import duckdb
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from lakevec.errors import DuplicateIDError, InvalidArgumentError
 from lakevec.read.sql_filter import check_sql, validate_where_sql
@@ -42,7 +44,38 @@ def one_to_many(value: Any) -> Any:
     return value
 
 
-def validate_ids(ids: Any, *, allow_empty: bool = False) -> list[str]:
+def string_column(column: pa.Array | pa.ChunkedArray) -> pa.Array | None:
+    """A column of strings (any Arrow string type, or all null) as ``pa.string()``; None when
+    it holds anything else (the row-by-row checks then name the bad value)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    kind = column.type
+    if pa.types.is_null(kind) or pa.types.is_string(kind):
+        return column.cast(pa.string())
+    if pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
+        return column.cast(pa.string())
+    return None
+
+
+def _id_column(column: pa.Array | pa.ChunkedArray) -> pa.Array | None:
+    """The ids of a table column checked with Arrow compute, or None if any check fails."""
+    ids = string_column(column)
+    if ids is None or len(ids) == 0 or ids.null_count:
+        return None
+    if pc.min(pc.binary_length(ids)).as_py() == 0 or pc.count_distinct(ids).as_py() != len(ids):
+        return None
+    return ids
+
+
+def validate_ids(ids: Any, *, allow_empty: bool = False) -> list[str] | pa.Array:
+    """A list of unique, non-empty string ids; a table's id column stays an Arrow array."""
+    if isinstance(ids, (pa.Array, pa.ChunkedArray)):
+        checked = _id_column(ids)
+        if checked is not None:
+            return checked
+        ids = ids.to_pylist()
     ids = one_to_many(ids)
     if isinstance(ids, np.ndarray):
         ids = ids.tolist()
@@ -191,7 +224,14 @@ def validate_collection_metadata(metadata: Any) -> dict[str, Any] | None:
     return validate_metadata(metadata, allow_none_values=False)
 
 
-def validate_documents(documents: Any, count: int, *, field: str = "documents") -> list[str | None]:
+def validate_documents(
+    documents: Any, count: int, *, field: str = "documents"
+) -> list[str | None] | pa.Array:
+    if isinstance(documents, (pa.Array, pa.ChunkedArray)):
+        checked = string_column(documents)
+        if checked is not None and len(checked) == count:
+            return checked
+        documents = documents.to_pylist()
     documents = one_to_many(documents)
     if not isinstance(documents, (list, tuple)):
         raise InvalidArgumentError(f"Expected {field} to be a list, got {type(documents).__name__}")
