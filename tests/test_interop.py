@@ -295,3 +295,47 @@ def test_large_batch_is_written_as_parallel_fragments(tmp_path, monkeypatch):
     reopened = lakevec.PersistentClient(str(tmp_path)).get_collection("col")
     res = reopened.query(query_embeddings=emb[[300]], n_results=1)
     assert res["ids"] == [["r300"]]
+
+
+@pytest.mark.parametrize(
+    "ids, error, message",
+    [
+        (pa.array(["a", "b", "a"]), "DuplicateIDError", "duplicates of: a"),
+        (pa.array(["a", "", "c"]), "InvalidArgumentError", "Empty ID"),
+        (pa.array(["a", None, "c"]), "InvalidArgumentError", "got None"),
+        (pa.array([1, 2, 3]), "InvalidArgumentError", "got 1"),
+        (pa.array(["a", "b", "c"], pa.string_view()), None, None),
+        (pa.array(["a", "b", "c"], pa.large_string()).dictionary_encode(), None, None),
+    ],
+)
+def test_add_table_id_column_is_checked_like_add(tmp_path, ids, error, message):
+    """A table's ids are checked with Arrow compute; a bad column gets add's error for its value."""
+    col = lakevec.PersistentClient(str(tmp_path)).create_collection("col", embedding_function=None)
+    table = pa.table({"id": ids, "embedding": pa.array([[1.0], [2.0], [3.0]]), "document": ["x", None, "z"]})
+    if error is None:
+        assert col.add_table(table) == 3
+        got = col.get(include=["documents"])
+        assert sorted(zip(got["ids"], got["documents"])) == [("a", "x"), ("b", None), ("c", "z")]
+        return
+    with pytest.raises(getattr(lakevec.errors, error), match=message):
+        col.add_table(table)
+    assert col.count() == 0
+
+
+def test_rebatch_keeps_large_chunks_and_joins_small_ones():
+    """Input chunks of at least half a batch pass through without a copy; small ones are joined."""
+    from lakevec.write.table_input import rebatch
+
+    def chunks(*sizes):
+        start = 0
+        for n in sizes:
+            yield pa.record_batch({"x": np.arange(start, start + n)})
+            start += n
+
+    big = list(chunks(60, 60, 130))
+    out = list(rebatch(iter(big), 100))
+    assert [b.num_rows for b in out] == [60, 60, 100, 30]
+    assert out[0].column(0).buffers()[1].address == big[0].column(0).buffers()[1].address
+    out = list(rebatch(chunks(*[10] * 25), 100))
+    assert [b.num_rows for b in out] == [100, 100, 50]
+    assert np.concatenate([b.column(0).to_numpy() for b in out]).tolist() == list(range(250))
