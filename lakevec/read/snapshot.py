@@ -384,14 +384,21 @@ class Snapshot:
         order = np.argsort(positions, kind="stable")
         ordered = positions[order]
         out: dict[str, list] = {name: [] for name in columns}
+        # a query's handful of values are read one by one (half the time of a take per
+        # fragment and column, which a larger set needs)
+        scalars = len(positions) * len(columns) <= 128
         for f, a, b in self._runs(ordered):
             table = self.fragments[f].table
-            picked = pa.array(ordered[a:b] - self.offsets[f])
-            for name in columns:  # one take per fragment and column
-                if name in table.column_names:
-                    out[name] += table.column(name).take(picked).to_pylist()
-                else:
+            rows = ordered[a:b] - self.offsets[f]
+            picked = rows.tolist() if scalars else pa.array(rows)
+            for name in columns:
+                if name not in table.column_names:
                     out[name] += [None] * (b - a)
+                elif scalars:
+                    column = table.column(name)
+                    out[name] += [column[r].as_py() for r in picked]
+                else:  # one take per fragment and column
+                    out[name] += table.column(name).take(picked).to_pylist()
         back = np.argsort(order).tolist()  # from sorted back to the caller's order
         return {name: [values[i] for i in back] for name, values in out.items()}
 

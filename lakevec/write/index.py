@@ -18,6 +18,7 @@ import atexit
 import dataclasses
 import os
 import threading
+import time
 import uuid
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,7 @@ METRICS = {"l2": "l2sq", "cosine": "cos", "ip": "ip"}
 INDEX_DTYPE = "f16"  # half the bytes, same recall; distances are re-ranked in float32
 FOLD_MIN_ROWS = 4096  # a smaller tail is searched exactly until wait_for_index()
 FOLD_MAX_TAIL = 50_000  # never leave more than this for exact search while writes go on
+QUIET_SECONDS = 0.2  # background folds wait for a pause this long in a stream of writes
 HEAD_MAX_ROWS = 262_144  # background folds start a new index past this many rows
 GROUP_MAX_ROWS = 2_000_000  # inline folds (wait_for_index, compact) grow an index up to this
 
@@ -130,6 +132,7 @@ class Indexer:
         self._merger: threading.Thread | None = None
         self._folding: frozenset[str] = frozenset()
         self._threads = 0
+        self._last_write = 0.0
 
     def forget_head(self) -> None:
         """Start the next fold from the manifest, not from the index kept in memory."""
@@ -146,6 +149,7 @@ class Indexer:
         """Called after every commit: the background thread decides whether to fold."""
         if self._stopping:
             return
+        self._last_write = time.monotonic()
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="lakevec-indexer", daemon=True)
             self._merger = threading.Thread(target=self._merge_loop, name="lakevec-merger", daemon=True)
@@ -181,13 +185,27 @@ class Indexer:
             if self._stopping:
                 return
             try:
-                while self.step(force=False):
+                while self._settled() and self.step(force=False):
                     pass
                 self.last_error = None
             except _Stopped:
                 return
             except BaseException as exc:  # keep serving; wait_for_index redoes the work inline and raises
                 self.last_error = exc
+
+    def _settled(self) -> bool:
+        """Wait out a stream of writes (a fold competes with them for the cores and the GIL,
+        and adding 1,000 rows to an index costs more than committing them) unless its tail
+        already holds FOLD_MAX_TAIL rows; False if the indexer is stopping."""
+        while not self._stopping:
+            idle = time.monotonic() - self._last_write
+            if idle >= QUIET_SECONDS:
+                return True
+            manifest = self.engine.snapshot().manifest
+            if sum(e.live_rows for e in manifest.fragments if e.index is None) >= FOLD_MAX_TAIL:
+                return True
+            time.sleep(QUIET_SECONDS - idle)
+        return False
 
     def step(self, *, force: bool) -> bool:
         """One unit of background work: merge small fragments, else fold the tail into an index."""
