@@ -148,3 +148,28 @@ def test_background_folds_tier_indexes_and_compact_merges_them(tmp_path, monkeyp
     assert len(merged) == 1 and sum(merged.values()) == 1200
     assert col.stats()["indexed_fraction"] == 1.0
     assert col.query(query_embeddings=q, n_results=7)["ids"] == _exact(col, q, 7)
+
+
+def test_background_folds_wait_for_a_pause_in_the_writes(tmp_path, monkeypatch):
+    """A fold waits while commits keep coming (unless the unindexed tail is full), then runs."""
+    import time
+
+    from lakevec.write import index as index_module
+
+    monkeypatch.setattr(index_module, "QUIET_SECONDS", 0.3)
+    monkeypatch.setattr(index_module, "FOLD_MAX_TAIL", 250)
+    monkeypatch.setenv("LAKEVEC_AUTO_INDEX", "0")
+    col = lakevec.PersistentClient(str(tmp_path)).create_collection("quiet", embedding_function=None)
+    indexer = col._engine.indexer
+    col.add(ids=[f"a{i}" for i in range(100)], embeddings=np.random.default_rng(0).random((100, 4)))
+    indexer._last_write = time.monotonic()  # a commit just now
+    start = time.monotonic()
+    assert indexer._settled()
+    assert time.monotonic() - start >= 0.25  # waited for the pause
+    col.add(ids=[f"b{i}" for i in range(200)], embeddings=np.random.default_rng(1).random((200, 4)))
+    indexer._last_write = time.monotonic()
+    start = time.monotonic()
+    assert indexer._settled()  # 300 unindexed rows: a full tail folds at once
+    assert time.monotonic() - start < 0.2
+    indexer.stop()
+    assert not indexer._settled()
