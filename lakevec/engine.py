@@ -26,7 +26,7 @@ from lakevec.lake.storage import Storage
 from lakevec.lake.vacuum import referenced
 from lakevec.read.query import FilterCache, query_result, search
 from lakevec.read.rows import get_result, select
-from lakevec.read.snapshot import FragmentCache, Snapshot
+from lakevec.read.snapshot import VECTORS, FragmentCache, Snapshot
 from lakevec.write.commit import Written, discard, write_and_commit
 from lakevec.write.index import Indexer
 from lakevec.write.plan import Change, plan_add, plan_delete, plan_upsert
@@ -67,7 +67,7 @@ class CollectionEngine:
     def create(self, config: dict[str, Any]) -> None:
         self.log.try_commit(0, Manifest.empty(config).to_json())
 
-    def snapshot(self, fresh: bool = False, indexes: bool = False) -> Snapshot:
+    def snapshot(self, fresh: bool = False) -> Snapshot:
         """The newest committed version: one probe of the log when nothing changed. On object
         stores a read reuses a version checked less than ``storage.consistency_interval`` ago
         (other processes' commits show within that bound; this process's own at once); writes
@@ -93,9 +93,6 @@ class CollectionEngine:
                 raise NotFoundError("Collection does not exist (its manifest log is missing)")
             if snap is None or latest != known:
                 manifest = Manifest.from_json(self.log.read(latest))
-                if indexes:  # a query: its indexes download while the fragments do
-                    new = {e.index for e in manifest.fragments if e.index and e.index not in self._indexes}
-                    self.storage.prefetch(self.cache.path(path) for path in new)
                 self._install(manifest)
             assert self._snapshot is not None
             return self._snapshot
@@ -211,12 +208,26 @@ class CollectionEngine:
         return get_result(snap, positions, include)
 
     # -- vector search ---------------------------------------------------------------------
-    def _open_indexes(self, snap: Snapshot) -> dict[str, Index]:
-        """Indexes of the snapshot, opened once and kept open (memory-mapped when local)."""
+    def _open_indexes(self, snap: Snapshot, later: list[str] | None = None) -> dict[str, Index]:
+        """Indexes of the snapshot, opened once and kept open (memory-mapped when local). With
+        ``later`` (a query), a remote index not in the cache is left out and its path added
+        there, to download once the query has its answer.
+
+        A cold process on an object store has the fragments' vectors before an index (the
+        snapshot fetched them): searching those rows exactly answers now, and with exact
+        results, where waiting for the index would add its whole download (200k x 384: 183
+        MB, about as long as the fragments took). Later queries wait for that download."""
         opened = {}
+        budget = VECTORS.budget // 2
         for path in {e.index for e in snap.manifest.fragments if e.index}:
             with self._indexes_lock:
                 index = self._indexes.get(path)
+            full = self.cache.path(path)
+            if index is None and later is not None and self.storage.not_cached(full):
+                rows = sum(e.rows for e in snap.manifest.fragments if e.index == path)
+                if rows * (snap.manifest.dimension or 0) * 4 <= budget:
+                    later.append(full)
+                    continue
             if index is None:
                 local = self.storage.local_copy(self.cache.path(path))
                 try:
@@ -237,11 +248,14 @@ class CollectionEngine:
         self, queries: np.ndarray, k: int, *, ids, where, where_document, include, hnsw, where_sql=None
     ) -> dict[str, Any]:
         """``queries`` as the caller gave them: checked here against the snapshot's dimension."""
-        snap = self.snapshot(indexes=True)
+        snap = self.snapshot()
         queries = validate_query_embeddings(queries, snap.manifest.dimension)
         allowed = self._filters.allowed(snap, self._con, ids, where, where_document, where_sql)
-        hits = search(snap, self._open_indexes(snap), queries, k, allowed, hnsw)
-        return QueryResult(query_result(snap, hits, include))
+        later: list[str] = []
+        hits = search(snap, self._open_indexes(snap, later), queries, k, allowed, hnsw)
+        result = QueryResult(query_result(snap, hits, include))
+        self.storage.prefetch(later)  # in the background, once this query has its answer
+        return result
 
     # -- time travel ---------------------------------------------------------------------
     def _read_only(self) -> InvalidArgumentError:

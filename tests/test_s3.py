@@ -83,7 +83,7 @@ def test_fragments_read_by_duckdb_and_polars_without_lakevec(s3_root, s3_server)
 
 
 COLD_QUERY = """
-import json, sys
+import json, sys, time
 import boto3, botocore, numpy as np
 import lakevec
 from lakevec.lake import storage as storage_module
@@ -99,9 +99,16 @@ fs = col._engine.storage.fs
 fs.s3.meta.events.register("before-send.s3", count)  # every HTTP request s3fs makes
 q = np.random.default_rng(1).random((1, 8), dtype=np.float32)
 first = col.query(query_embeddings=q, n_results=5)
+index_in_first = any("/index/" in line for line in list(counts.get("log", [])))
+engine = col._engine
+index = engine.cache.path(engine.snapshot().manifest.fragments[0].index)
+for _ in range(600):  # the index downloads in the background once the first query answered
+    if engine.storage.cache.peek(engine.storage._cache_key(index)):
+        break
+    time.sleep(0.05)
 after_first = counts["requests"]
 second = col.query(query_embeddings=q, n_results=5, where={"group": {"$gte": 2}})
-out = {"first": after_first, "second": counts["requests"] - after_first,
+out = {"first": after_first, "second": counts["requests"] - after_first, "index_in_first": index_in_first,
        "ids": first["ids"], "misses": col._engine.storage.cache.misses, "log": counts.get("log")}
 print(json.dumps(out))
 """
@@ -121,6 +128,8 @@ def test_cold_process_queries_then_serves_from_cache(s3_root, tmp_path):
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["ids"] == expected["ids"]
     assert got["misses"] > 0 and got["first"] > 0
+    # the first answer came from the fragments' vectors (exact): the index was fetched after it
+    assert not got["index_in_first"]
     # a second query needs only the freshness probe of the manifest log: one HEAD request
     assert got["second"] <= 1, got["log"][-4:]
     # a second cold process sharing the cache directory downloads no data file again

@@ -49,6 +49,16 @@ class FileCache:
         suffix = os.path.splitext(url)[1][:16]
         return self.directory / digest[:2] / f"{digest}{suffix}"
 
+    def peek(self, url: str) -> str | None:
+        """The path of ``url``'s copy if it is complete now, else None (never fetches)."""
+        path = self.key(url)
+        return str(path) if path.exists() else None
+
+    def fetching(self, url: str) -> bool:
+        """Whether this process is downloading ``url`` right now."""
+        with self._lock:
+            return self.key(url) in self._inflight
+
     def get(self, url: str, fetch: Callable[[str], None]) -> str:
         """The local path of ``url``'s copy; ``fetch(tmp_path)`` downloads it on a miss (once
         per process: a thread asking for a file another thread is fetching waits for it)."""

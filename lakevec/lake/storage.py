@@ -111,6 +111,14 @@ class Storage:
             return None
         return self.cache.get(self._cache_key(path), lambda tmp: self._download(path, tmp))
 
+    def not_cached(self, path: str) -> bool:
+        """Whether reading the immutable remote file ``path`` would download it (it is neither
+        in the file cache nor on its way there); False on local and memory roots."""
+        if self.local or self.cache is None:
+            return False
+        key = self._cache_key(path)
+        return self.cache.peek(key) is None and not self.cache.fetching(key)
+
     def _download(self, path: str, target: str) -> None:
         """Copy a remote file in open-ended GETs of at most FETCH_CHUNK bytes: one request for
         most files (s3fs's get_file asks for the size with a GET of its own, then ranges;

@@ -368,7 +368,7 @@ class Snapshot:
             )
         return rows.take(pa.array(positions, type=pa.int64()))
 
-    def _runs(self, ordered: np.ndarray) -> list[tuple[int, int, int]]:
+    def runs(self, ordered: np.ndarray) -> list[tuple[int, int, int]]:
         """(fragment, start, end) of each fragment's run of sorted ``positions``."""
         bounds = np.searchsorted(ordered, self.offsets)
         return [
@@ -387,7 +387,7 @@ class Snapshot:
         # a query's handful of values are read one by one (half the time of a take per
         # fragment and column, which a larger set needs)
         scalars = len(positions) * len(columns) <= 128
-        for f, a, b in self._runs(ordered):
+        for f, a, b in self.runs(ordered):
             table = self.fragments[f].table
             rows = ordered[a:b] - self.offsets[f]
             picked = rows.tolist() if scalars else pa.array(rows)
@@ -417,7 +417,7 @@ class Snapshot:
         out = np.empty((len(positions), dim), dtype=np.float32)
         if len(positions) > 1 and np.all(positions[1:] >= positions[:-1]):
             # sorted (filter results): one contiguous run of positions per fragment
-            for i, a, b in self._runs(positions):
+            for i, a, b in self.runs(positions):
                 out[a:b] = self.fragments[i].take(positions[a:b] - self.offsets[i])
             return out
         frag, rows = self.locate(positions)
