@@ -125,6 +125,16 @@ class FragmentData:
                 return reader.take(rows)
         return self.embeddings[rows]
 
+    def blocks(self) -> list[tuple[int, np.ndarray]]:
+        """Every row's vector as (first row, block) pieces without loading the fragment: the
+        loaded array if there is one, else its file's pages (an exact search over a fragment
+        read once must not allocate and fault in a copy of it: 0.5 s per 300 MB here)."""
+        loaded = VECTORS.peek(self.key)
+        if loaded is not None:
+            return [(0, loaded)]
+        reader = self._row_reader()
+        return reader.blocks() if reader is not None else [(0, self.embeddings)]
+
     def _row_reader(self) -> RowVectors | None:
         if self._rows is False:
             path = self._local_file() if self._local_file is not None else None

@@ -126,6 +126,16 @@ class RowVectors:
             )
         return out
 
+    def blocks(self) -> list[tuple[int, np.ndarray]]:
+        """(first row, rows x dim vectors) of each page, read in place from the memory map
+        (copied only when a page's values are not 4-byte aligned, so BLAS can use them)."""
+        out = []
+        ends = [*self._first[1:].tolist(), self.rows]
+        for start, first, end in zip(self._starts.tolist(), self._first.tolist(), ends):
+            view = np.frombuffer(self._map, dtype=np.float32, count=(end - first) * self.dim, offset=start)
+            out.append((first, (view if start % 4 == 0 else view.copy()).reshape(-1, self.dim)))
+        return out
+
     def take(self, rows: np.ndarray) -> np.ndarray:
         """The vectors of ``rows`` (row numbers in the file), as a (len(rows), dim) float32 array."""
         rows = np.asarray(rows, dtype=np.int64)
