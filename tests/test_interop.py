@@ -339,3 +339,34 @@ def test_rebatch_keeps_large_chunks_and_joins_small_ones():
     out = list(rebatch(chunks(*[10] * 25), 100))
     assert [b.num_rows for b in out] == [100, 100, 50]
     assert np.concatenate([b.column(0).to_numpy() for b in out]).tolist() == list(range(250))
+
+
+def test_add_table_from_a_parquet_file_reads_its_row_groups_ahead(tmp_path):
+    """A Parquet file imports a row group at a time (the next one decoded ahead); a bad row
+    group stops the import there, its predecessors committed, and the reader thread ends."""
+    import threading
+
+    import pyarrow.parquet as pq
+
+    from lakevec.errors import InvalidArgumentError
+
+    emb = np.ones((30, 4), dtype=np.float32)
+    emb[25, 1] = np.nan
+    table = pa.table(
+        {
+            "id": [f"r{i}" for i in range(30)],
+            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), 4),
+            "k": list(range(30)),
+        }
+    )
+    path = str(tmp_path / "in.parquet")
+    pq.write_table(table, path, row_group_size=10)
+    col = lakevec.PersistentClient(str(tmp_path / "db")).create_collection("col", embedding_function=None)
+    with pytest.raises(InvalidArgumentError):
+        col.add_table(path, batch_size=10)
+    assert col.count() == 20
+    assert not [t for t in threading.enumerate() if t.name.startswith("lakevec-read")]
+    pq.write_table(table.slice(0, 20), path, row_group_size=7)
+    other = lakevec.PersistentClient(str(tmp_path / "db2")).create_collection("col", embedding_function=None)
+    assert other.add_table(path) == 20
+    assert sorted(m["k"] for m in other.get(include=["metadatas"])["metadatas"]) == list(range(20))
