@@ -17,6 +17,7 @@ import binascii
 import hmac
 import json
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -227,20 +228,32 @@ def _filters(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+QUERY_ROUTE = re.compile(r"/api/v2/tenants/([^/]+)/databases/([^/]+)/collections/([^/]+)/query/?")
+
+
 class Guard:
     """Token check (constant time) and body size limit before any route runs; a plain ASGI
-    middleware (Starlette's ``@app.middleware`` wrapper costs a task and a queue per request)."""
+    middleware (Starlette's ``@app.middleware`` wrapper costs a task and a queue per request).
 
-    def __init__(self, app: Any, config: ServerConfig) -> None:
+    It also answers queries itself (``query``: the same function as the FastAPI route): going
+    through FastAPI's routing and middleware took 0.28 ms of a query's 1.0 ms in the server."""
+
+    def __init__(self, app: Any, config: ServerConfig, query: Any = None) -> None:
         self.app = app
         self.config = config
         self.token = config.token.encode() if config.token is not None else None
+        self.query = query
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             refusal = self.refuse(scope)
             if refusal is not None:
                 await refusal(scope, receive, send)
+                return
+            route = QUERY_ROUTE.fullmatch(scope["path"]) if scope["method"] == "POST" else None
+            if route is not None and self.query is not None:
+                response = await self.query(*route.groups(), receive)
+                await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
@@ -260,6 +273,23 @@ class Guard:
             message = f"Request body over the limit of {self.config.max_body_bytes:,} bytes"
             return JSONResponse({"error": "InvalidArgumentError", "message": message}, 413)
         return None
+
+
+def internal_body(exc: Exception) -> dict[str, str]:
+    return {"error": "InternalError", "message": f"{type(exc).__name__}: {exc}"[:2000]}
+
+
+def parse_body(data: bytearray) -> dict[str, Any]:
+    """A request's JSON object (empty body: no fields)."""
+    if not data:
+        return {}
+    try:
+        body = _loads(bytes(data))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidArgumentError(f"Request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidArgumentError("Request body must be a JSON object")
+    return body
 
 
 def _field(body: dict[str, Any], name: str, kinds: tuple[type, ...], default: Any = None) -> Any:
@@ -288,26 +318,35 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception):
-        body = {"error": "InternalError", "message": f"{type(exc).__name__}: {exc}"[:2000]}
-        return JSONResponse(body, status_code=500)
+        return JSONResponse(internal_body(exc), status_code=500)
 
-    app.add_middleware(Guard, config=config)
+    def add(data: bytearray, chunk: bytes) -> None:
+        data += chunk
+        if len(data) > config.max_body_bytes:
+            raise InvalidArgumentError(f"Request body over the limit of {config.max_body_bytes:,} bytes")
 
     async def body_of(request: Request) -> dict[str, Any]:
         data = bytearray()
         async for chunk in request.stream():
-            data += chunk
-            if len(data) > config.max_body_bytes:
-                raise InvalidArgumentError(f"Request body over the limit of {config.max_body_bytes:,} bytes")
-        if not data:
-            return {}
+            add(data, chunk)
+        return parse_body(data)
+
+    async def query_from_asgi(tenant: str, database: str, collection_id: str, receive: Any) -> Response:
+        """The query route for :class:`Guard`: the same work, the same error bodies."""
         try:
-            body = _loads(bytes(data))
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InvalidArgumentError(f"Request body is not valid JSON: {exc}") from None
-        if not isinstance(body, dict):
-            raise InvalidArgumentError("Request body must be a JSON object")
-        return body
+            data = bytearray()
+            while True:
+                message = await receive()
+                add(data, message.get("body", b""))
+                if not message.get("more_body"):
+                    break
+            return await answer_query(tenant, database, collection_id, parse_body(data))
+        except LakevecError as exc:
+            return JSONResponse(error_body(exc), status_code=exc.code())
+        except Exception as exc:  # as the app's handler of last resort: a JSON 500
+            return JSONResponse(internal_body(exc), status_code=500)
+
+    app.add_middleware(Guard, config=config, query=query_from_asgi)
 
     async def run(fn, *args):
         return await run_in_threadpool(fn, *args)
@@ -476,8 +515,9 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.post(tdb + "/collections/{collection_id}/query")
     async def query(tenant: str, database: str, collection_id: str, request: Request):
-        body = await body_of(request)
+        return await answer_query(tenant, database, collection_id, await body_of(request))
 
+    async def answer_query(tenant: str, database: str, collection_id: str, body: dict[str, Any]) -> Response:
         def work():
             n_results = body.get("n_results", 10)
             if isinstance(n_results, int) and n_results > config.max_n_results:
