@@ -7,10 +7,11 @@ other filesystems use ``pipe_file(mode="create")`` where the backend implements 
 
 from __future__ import annotations
 
+import ctypes
 import os
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -28,6 +29,54 @@ WRITE_CHUNK = 8 << 20
 FETCH_CHUNK = 256 << 20  # bounds the memory a download holds
 FETCHERS = 8  # downloads at once: one GET is bound by the server's per-request speed
 _FETCH_POOL: ThreadPoolExecutor | None = None
+
+
+def _writeback_call() -> Callable[[int, int, int, int], int] | None:
+    try:
+        call = ctypes.CDLL(None, use_errno=True).sync_file_range  # Linux only
+    except (AttributeError, OSError):
+        return None
+    call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    return call
+
+
+_sync_file_range = _writeback_call()
+_WRITE_START = 2  # SYNC_FILE_RANGE_WRITE: start writing those pages back, do not wait
+
+
+class WritebackFile:
+    """A file sink that asks the kernel to start writing each WRITE_CHUNK to disk as soon as it
+    is written (Linux ``sync_file_range``), so the disk works while the writer encodes and the
+    closing fsync waits for the tail only (1M x 384 import: 2.85-3.04 -> 2.71-2.74 s)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.position = self.started = 0
+        self.closed = False
+        self.mode = "wb"
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        done = 0
+        while done < len(view):
+            done += os.write(self.fd, view[done:])
+        self.position += done
+        if _sync_file_range is not None and self.position - self.started >= WRITE_CHUNK:
+            _sync_file_range(self.fd, self.started, self.position - self.started, _WRITE_START)
+            self.started = self.position
+        return done
+
+    def tell(self) -> int:
+        return self.position
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    def writable(self) -> bool:
+        return True
 
 
 class Storage:
@@ -230,11 +279,11 @@ class Storage:
         if self.local:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             view = memoryview(data)
-            with open(path, "wb") as f:
+            with open(path, "wb", buffering=0) as f:
                 # one 64 MiB write() measured 5-10x slower than 8 MiB pieces on this VM's kernel
+                sink = WritebackFile(f.fileno())
                 for start in range(0, len(view), WRITE_CHUNK):
-                    f.write(view[start : start + WRITE_CHUNK])
-                f.flush()
+                    sink.write(view[start : start + WRITE_CHUNK])
                 os.fsync(f.fileno())
             return
         data = bytes(data)
@@ -253,13 +302,11 @@ class Storage:
             return
         os.makedirs(os.path.dirname(path), exist_ok=True)
         try:
-            with pa.OSFile(path, "wb") as sink:
+            with open(path, "wb", buffering=0) as f:
+                sink = pa.PythonFile(WritebackFile(f.fileno()), mode="w")
                 yield sink
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+                sink.close()
+                os.fsync(f.fileno())
         except BaseException:
             with suppress(FileNotFoundError):
                 os.unlink(path)
