@@ -87,7 +87,7 @@ def query_qps(port: int, queries: np.ndarray, threads: int) -> float:
         for _ in range(threads)
     ]
     for col in cols:  # warm: every connection open, the server's index and rows in memory
-        for i in range(0, 50, threads):
+        for i in range(0, min(50, len(queries)), threads):
             col.query(query_embeddings=queries[i : i + 1], n_results=10)
     parts = np.array_split(np.arange(len(queries)), threads)
 
