@@ -2,28 +2,25 @@
 
 The routes, JSON shapes and error bodies are the ones the chromadb 1.x client calls and parses
 (``{"error": "<ChromaClassName>", "message": ...}``, so the client raises the same exception
-classes as against Chroma). Every request runs on the server's thread pool against the same
-engines as :class:`~lakevec.PersistentClient`, so writes go through the ordinary commit protocol
-and a server and direct users of one root stay consistent.
+classes as against Chroma). Requests run against the same engines as
+:class:`~lakevec.PersistentClient`, so writes go through the ordinary commit protocol and a
+server and direct users of one root stay consistent. Writes run on the server's thread pool;
+queries on a local root run on the event loop.
 
 Embeddings arrive as JSON lists or, as the client sends them once ``pre-flight-checks``
 advertises ``supports_base64_encoding``, as base64 of little-endian float32: decoded with numpy,
-not parsed as JSON numbers.
+not parsed as JSON numbers (:mod:`lakevec.server_wire` holds the codec and the guard).
 """
 
 from __future__ import annotations
 
-import binascii
-import hmac
 import json
 import os
-import re
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -33,56 +30,16 @@ from lakevec import __version__
 from lakevec.client import AdminClient, Client
 from lakevec.collection import Collection
 from lakevec.config import Settings
-from lakevec.errors import (
-    AuthorizationError,
-    DuplicateIDError,
-    IDAlreadyExistsError,
-    InvalidArgumentError,
-    InvalidDimensionException,
-    InvalidUUIDError,
-    LakevecError,
-    NotFoundError,
+from lakevec.errors import AuthorizationError, InvalidArgumentError, LakevecError, NotFoundError
+from lakevec.server_wire import (
+    Guard,
+    decode_embeddings,
+    error_response,
+    json_response,
+    jsonable,
+    parse_body,
 )
 
-#: chromadb's names for the classes it maps back from an error body (chromadb.errors.error_types)
-CHROMA_NAMES = {
-    DuplicateIDError: "DuplicateID",
-    InvalidDimensionException: "InvalidDimension",
-    IDAlreadyExistsError: "IDAlreadyExists",
-    InvalidUUIDError: "InvalidUUID",
-}
-_CHROMA_KNOWN = {
-    "AuthorizationError",
-    "InternalError",
-    "InvalidArgumentError",
-    "NotFoundError",
-    "UniqueConstraintError",
-    *CHROMA_NAMES.values(),
-}
-try:  # the C JSON library chromadb's client uses: 2x the standard library on a batch body
-    import orjson
-
-    def _loads(data: bytes) -> Any:
-        return orjson.loads(data)
-
-    def _dumps(value: Any) -> bytes:
-        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
-
-except ImportError:  # pragma: no cover - the server extra installs it
-
-    def _loads(data: bytes) -> Any:
-        return json.loads(data)
-
-    def _dumps(value: Any) -> bytes:
-        return json.dumps(value).encode()
-
-
-try:  # SIMD base64: 10x the standard library's speed on a batch of vectors (0.5 vs 5.5 ms for 1,000 x 384)
-    from pybase64 import b64decode as _b64decode
-except ImportError:  # pragma: no cover - the server extra installs it
-    from base64 import b64decode as _b64decode
-
-PUBLIC_PATHS = {"/api/v2", "/api/v2/heartbeat", "/api/v2/version"}
 TOKEN_VARIABLES = ("LAKEVEC_AUTH_TOKEN", "CHROMA_SERVER_AUTHN_CREDENTIALS")
 
 
@@ -97,53 +54,6 @@ class ServerConfig:
     max_body_bytes: int = 256 << 20
     max_batch_size: int = 50_000
     max_n_results: int = 100_000
-
-
-def error_body(exc: LakevecError) -> dict[str, str]:
-    """The JSON error Chroma's server sends for ``exc``; lakevec's own classes (commit
-    conflicts, storage failures) travel as Chroma's InternalError and keep their name aside."""
-    name = CHROMA_NAMES.get(type(exc), type(exc).__name__)
-    body = {"error": name if name in _CHROMA_KNOWN else "InternalError", "message": exc.message()}
-    if body["error"] != name:
-        body["lakevec_error"] = type(exc).__name__
-    return body
-
-
-def decode_embeddings(value: Any, field: str) -> Any:
-    """JSON lists pass through (validated by the collection); base64 strings become float32."""
-    if value is None or not isinstance(value, list) or not value or not isinstance(value[0], str):
-        return value
-    try:
-        width = len(value[0])
-        if width % 4 == 0 and "=" not in value[0] and all(len(s) == width for s in value):
-            # one decode of the whole batch: rows of equal, unpadded length concatenate cleanly
-            flat = np.frombuffer(_b64decode("".join(value), validate=True), dtype="<f4")
-            return flat.reshape(len(value), -1).astype(np.float32)
-        rows = [np.frombuffer(_b64decode(s, validate=True), dtype="<f4") for s in value]
-    except (binascii.Error, TypeError, ValueError) as exc:
-        raise InvalidArgumentError(f"{field}: expected base64-encoded float32 vectors ({exc})") from None
-    if len({len(r) for r in rows}) != 1:
-        raise InvalidArgumentError(f"{field}: embeddings must all have the same length")
-    return np.stack(rows).astype(np.float32)
-
-
-def _json(value: Any, status: int = 200) -> Response:
-    """A JSON response serialized once by the C encoder (FastAPI's default walks every value
-    through jsonable_encoder first: milliseconds for a query result with embeddings)."""
-    return Response(_dumps(value), status_code=status, media_type="application/json")
-
-
-def _jsonable(result: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for key, value in result.items():
-        if key == "data":
-            continue
-        if isinstance(value, np.ndarray):
-            value = value.tolist()
-        elif isinstance(value, list) and value and isinstance(value[0], np.ndarray):
-            value = [x.tolist() for x in value]
-        out[key] = value
-    return out
 
 
 class Service:
@@ -228,70 +138,6 @@ def _filters(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-QUERY_ROUTE = re.compile(r"/api/v2/tenants/([^/]+)/databases/([^/]+)/collections/([^/]+)/query/?")
-
-
-class Guard:
-    """Token check (constant time) and body size limit before any route runs; a plain ASGI
-    middleware (Starlette's ``@app.middleware`` wrapper costs a task and a queue per request).
-
-    It also answers queries itself (``query``: the same function as the FastAPI route): going
-    through FastAPI's routing and middleware took 0.28 ms of a query's 1.0 ms in the server."""
-
-    def __init__(self, app: Any, config: ServerConfig, query: Any = None) -> None:
-        self.app = app
-        self.config = config
-        self.token = config.token.encode() if config.token is not None else None
-        self.query = query
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            refusal = self.refuse(scope)
-            if refusal is not None:
-                await refusal(scope, receive, send)
-                return
-            route = QUERY_ROUTE.fullmatch(scope["path"]) if scope["method"] == "POST" else None
-            if route is not None and self.query is not None:
-                response = await self.query(*route.groups(), receive)
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-    def refuse(self, scope: dict) -> JSONResponse | None:
-        headers = dict(scope["headers"])
-        if self.token is not None and scope["path"].rstrip("/") not in PUBLIC_PATHS:
-            given = headers.get(b"x-chroma-token")
-            auth = headers.get(b"authorization", b"")
-            if given is None and auth[:7].lower() == b"bearer ":
-                given = auth[7:].strip()
-            if given is None:
-                return JSONResponse({"error": "AuthError", "message": "Unauthorized: no token given"}, 401)
-            if not hmac.compare_digest(given, self.token):
-                return JSONResponse({"error": "AuthorizationError", "message": "Forbidden: wrong token"}, 403)
-        length = headers.get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.config.max_body_bytes):
-            message = f"Request body over the limit of {self.config.max_body_bytes:,} bytes"
-            return JSONResponse({"error": "InvalidArgumentError", "message": message}, 413)
-        return None
-
-
-def internal_body(exc: Exception) -> dict[str, str]:
-    return {"error": "InternalError", "message": f"{type(exc).__name__}: {exc}"[:2000]}
-
-
-def parse_body(data: bytearray) -> dict[str, Any]:
-    """A request's JSON object (empty body: no fields)."""
-    if not data:
-        return {}
-    try:
-        body = _loads(bytes(data))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidArgumentError(f"Request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise InvalidArgumentError("Request body must be a JSON object")
-    return body
-
-
 def _field(body: dict[str, Any], name: str, kinds: tuple[type, ...], default: Any = None) -> Any:
     value = body.get(name, default)
     if value is not None and not isinstance(value, kinds):
@@ -309,7 +155,7 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.exception_handler(LakevecError)
     async def lakevec_error(request: Request, exc: LakevecError):
-        return JSONResponse(error_body(exc), status_code=exc.code())
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
@@ -318,7 +164,7 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception):
-        return JSONResponse(internal_body(exc), status_code=500)
+        return error_response(exc)
 
     def add(data: bytearray, chunk: bytes) -> None:
         data += chunk
@@ -341,10 +187,8 @@ def create_app(config: ServerConfig) -> FastAPI:
                 if not message.get("more_body"):
                     break
             return await answer_query(tenant, database, collection_id, parse_body(data))
-        except LakevecError as exc:
-            return JSONResponse(error_body(exc), status_code=exc.code())
-        except Exception as exc:  # as the app's handler of last resort: a JSON 500
-            return JSONResponse(internal_body(exc), status_code=500)
+        except Exception as exc:  # as the app's handlers: Chroma's body, or a JSON 500
+            return error_response(exc)
 
     app.add_middleware(Guard, config=config, query=query_from_asgi)
 
@@ -486,7 +330,7 @@ def create_app(config: ServerConfig) -> FastAPI:
                 )
                 return {}
 
-            return _json(await run(work), 201 if op == "add" else 200)
+            return json_response(await run(work), 201 if op == "add" else 200)
 
         return write
 
@@ -505,13 +349,13 @@ def create_app(config: ServerConfig) -> FastAPI:
                 include=body.get("include"),
                 **_filters(body),
             )
-            return _jsonable(result)
+            return jsonable(result)
 
         # on a local root a query runs on the event loop: handing it to a worker thread and
         # back cost 0.4-0.5 ms of a 2.2 ms round trip, and served 8 clients slower, not faster
         # (the GIL serializes most of it anyway). A remote root may download on a first query,
         # which must not stall the other requests: that goes to a thread.
-        return _json(work() if service.local else await run(work))
+        return json_response(work() if service.local else await run(work))
 
     @app.post(tdb + "/collections/{collection_id}/query")
     async def query(tenant: str, database: str, collection_id: str, request: Request):
@@ -533,13 +377,13 @@ def create_app(config: ServerConfig) -> FastAPI:
                 include=body.get("include"),
                 **_filters(body),
             )
-            return _jsonable(result)
+            return jsonable(result)
 
         # on a local root a query runs on the event loop: handing it to a worker thread and
         # back cost 0.4-0.5 ms of a 2.2 ms round trip, and served 8 clients slower, not faster
         # (the GIL serializes most of it anyway). A remote root may download on a first query,
         # which must not stall the other requests: that goes to a thread.
-        return _json(work() if service.local else await run(work))
+        return json_response(work() if service.local else await run(work))
 
     @app.post(tdb + "/collections/{collection_id}/delete")
     async def delete(tenant: str, database: str, collection_id: str, request: Request):
