@@ -229,16 +229,16 @@ class CollectionEngine:
                     later.append(full)
                     continue
             if index is None:
-                local = self.storage.local_copy(self.cache.path(path))
+                local = self.storage.local_copy(full)
                 try:
                     if local is not None:  # memory-mapped: the local file or its cached copy
                         index = Index.restore(local, view=True)
                     else:
-                        index = Index.restore(self.storage.read_bytes(self.cache.path(path)))
+                        index = Index.restore(self.storage.read_bytes(full))
                 except (RuntimeError, ValueError) as exc:
-                    raise corrupt(self.cache.path(path), "index", exc) from None
+                    raise corrupt(full, "index", exc) from None
                 if index is None:
-                    raise corrupt(self.cache.path(path), "index", ValueError("not a usearch index"))
+                    raise corrupt(full, "index", ValueError("not a usearch index"))
                 with self._indexes_lock:
                     index = self._indexes.setdefault(path, index)
             opened[path] = index
