@@ -51,12 +51,8 @@ def string_column(column: pa.Array | pa.ChunkedArray) -> pa.Array | None:
         column = column.combine_chunks()
     if pa.types.is_dictionary(column.type):
         column = column.dictionary_decode()
-    kind = column.type
-    if pa.types.is_null(kind) or pa.types.is_string(kind):
-        return column.cast(pa.string())
-    if pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
-        return column.cast(pa.string())
-    return None
+    textual = (pa.types.is_null, pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view)
+    return column.cast(pa.string()) if any(test(column.type) for test in textual) else None
 
 
 def _id_column(column: pa.Array | pa.ChunkedArray) -> pa.Array | None:
