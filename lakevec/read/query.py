@@ -13,7 +13,7 @@ from usearch.index import Index
 
 from lakevec.read.mask import where_mask
 from lakevec.read.rows import dicts_from_columns, select
-from lakevec.read.search import Hits, exact_search, hnsw_search, positions_of, prefer_exact
+from lakevec.read.search import Hits, exact_search, hnsw_search, merge_hits, positions_of, prefer_exact
 from lakevec.read.snapshot import Snapshot
 
 
@@ -105,12 +105,7 @@ def search(
         return Hits(
             np.full((len(queries), 0), -1, dtype=np.int64), np.zeros((len(queries), 0), dtype=np.float32)
         )
-    if len(parts) == 1:
-        return parts[0]
-    positions = np.concatenate([p.positions for p in parts], axis=1)
-    distances = np.concatenate([np.where(p.positions >= 0, p.distances, np.inf) for p in parts], axis=1)
-    order = np.argsort(distances, axis=1, kind="stable")[:, :k]
-    return Hits(np.take_along_axis(positions, order, axis=1), np.take_along_axis(distances, order, axis=1))
+    return merge_hits(parts, k)
 
 
 def query_result(snap: Snapshot, hits: Hits, include: list[str]) -> dict[str, Any]:

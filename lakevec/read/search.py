@@ -94,14 +94,17 @@ def exact_search(snap: Snapshot, space: str, queries: np.ndarray, positions: np.
         else:
             dist = exact_distances(space, queries, frag.take(rows))
         parts.append(top_k(np.broadcast_to(positions[a:b], dist.shape), dist, min(k, b - a)))
-    merged = parts[0]
-    if len(parts) > 1:
-        merged = top_k(
-            np.concatenate([p.positions for p in parts], axis=1),
-            np.concatenate([p.distances for p in parts], axis=1),
-            min(k, len(positions)),
-        )
-    return rerank(snap, space, queries, merged)
+    return rerank(snap, space, queries, merge_hits(parts, k))
+
+
+def merge_hits(parts: list[Hits], k: int) -> Hits:
+    """The k best of several searches' hits per query (a position of -1 is no hit)."""
+    if len(parts) == 1:
+        return parts[0]
+    positions = np.concatenate([p.positions for p in parts], axis=1)
+    distances = np.concatenate([np.where(p.positions >= 0, p.distances, np.inf) for p in parts], axis=1)
+    order = np.argsort(distances, axis=1, kind="stable")[:, :k]
+    return Hits(np.take_along_axis(positions, order, axis=1), np.take_along_axis(distances, order, axis=1))
 
 
 def rerank(snap: Snapshot, space: str, queries: np.ndarray, hits: Hits) -> Hits:
