@@ -278,3 +278,29 @@ def test_vectors_are_reloaded_after_eviction(client):
         assert res["ids"] == [["r0"], ["r1"], ["r2"]]
     finally:
         VECTORS.budget = saved
+
+
+@given(
+    rows=st.lists(st.integers(1, 5), min_size=1, max_size=5),
+    gap=st.booleans(),
+    order=st.permutations(range(5)),
+    keys=st.lists(st.integers(-3, 40), max_size=30),
+)
+def test_index_keys_map_to_positions_with_or_without_the_shortcut(rows, gap, order, keys):
+    """One shift maps the keys of fragments that follow each other; any other layout (a
+    compaction's reordering, gaps in the key space) takes the per-fragment path, same answer."""
+    n = len(rows)
+    bases = np.cumsum([0, *rows[:-1]]) + (np.arange(n) * 2 if gap else 0) + 3
+    perm = [i for i in order if i < n]
+    offsets = np.cumsum([0, *[rows[i] for i in perm]])[np.argsort(perm)][:n]
+    group = search_module.Group(
+        "x", list(range(n)), bases.astype(np.int64), np.array(rows), offsets.astype(np.int64)
+    )
+    keys = np.array(keys, dtype=np.int64)
+    expected = []
+    for key in keys.tolist():
+        hit = [offsets[i] + key - bases[i] for i in range(n) if bases[i] <= key < bases[i] + rows[i]]
+        expected.append(hit[0] if hit else -1)
+    assert search_module.keys_to_positions(group, keys).tolist() == expected
+    if not gap and perm == sorted(perm):
+        assert group.shift is not None

@@ -17,7 +17,7 @@ found them, and a row that is deleted or fails the filter is never returned.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from usearch.index import Index
@@ -108,15 +108,20 @@ def merge_hits(parts: list[Hits], k: int) -> Hits:
 
 
 def rerank(snap: Snapshot, space: str, queries: np.ndarray, hits: Hits) -> Hits:
-    valid = hits.positions >= 0
-    if not valid.any():
+    positions = hits.positions
+    valid = positions >= 0
+    if valid.all():  # the usual case: no padding to mask out
+        vectors = snap.embeddings(positions.reshape(-1)).reshape(*positions.shape, -1)
+        dist = pair_distances(space, queries, vectors)
+    elif valid.any():
+        safe = np.where(valid, positions, positions[valid][0])
+        vectors = snap.embeddings(safe.reshape(-1)).reshape(*safe.shape, -1)
+        dist = np.where(valid, pair_distances(space, queries, vectors), np.inf)
+    else:
         return hits
-    safe = np.where(valid, hits.positions, hits.positions[valid][0])
-    vectors = snap.embeddings(safe.reshape(-1)).reshape(*safe.shape, -1)
-    dist = np.where(valid, pair_distances(space, queries, vectors), np.inf)
     order = np.argsort(dist, axis=1, kind="stable")
     rows = np.arange(len(order))[:, None]
-    return Hits(hits.positions[rows, order], dist[rows, order])
+    return Hits(positions[rows, order], dist[rows, order])
 
 
 @dataclass
@@ -128,6 +133,15 @@ class Group:
     bases: np.ndarray  # sorted key bases
     rows: np.ndarray
     offsets: np.ndarray  # position of each fragment's row 0
+
+    shift: int | None = field(init=False)  # position - key for every key, when one number does
+
+    def __post_init__(self) -> None:
+        # the fragments follow each other both in the index and in the snapshot (as they do
+        # until a compaction reorders them): a key's position is the key plus one number
+        follow = np.array_equal(self.bases[1:], self.bases[:-1] + self.rows[:-1])
+        same = np.array_equal(self.offsets[1:] - self.bases[1:], self.offsets[:-1] - self.bases[:-1])
+        self.shift = int(self.offsets[0] - self.bases[0]) if len(self.bases) and follow and same else None
 
 
 def groups_of(snap: Snapshot) -> tuple[list[Group], list[int]]:
@@ -163,6 +177,10 @@ def positions_of(snap: Snapshot, fragments: list[int]) -> np.ndarray:
 
 
 def keys_to_positions(group: Group, keys: np.ndarray) -> np.ndarray:
+    if group.shift is not None:
+        first = group.bases[0]
+        inside = (keys >= first) & (keys < first + group.rows.sum())
+        return np.where(inside, keys + group.shift, -1)
     idx = np.searchsorted(group.bases, keys, side="right") - 1
     idx_c = np.maximum(idx, 0)
     within = keys - group.bases[idx_c]
@@ -192,23 +210,26 @@ def hnsw_search(
     while pending:
         if index.expansion_search != max(ef, count):
             index.expansion_search = max(ef, count)
-        # one query: no thread pool (its start-up costs more than the search)
-        matches = index.search(queries[pending], count, threads=1 if len(pending) == 1 else 0)
-        keys = np.asarray(matches.keys, dtype=np.int64).reshape(len(pending), -1)
-        counts = np.asarray(matches.counts).reshape(-1) if hasattr(matches, "counts") else [keys.shape[1]]
+        if len(pending) == 1:  # one query: no thread pool (its start-up costs more than the search)
+            found = [index.search(queries[pending[0]], count, threads=1).keys]
+        else:
+            matches = index.search(queries[pending], count, threads=0)
+            found = [keys[:n] for keys, n in zip(matches.keys, matches.counts.tolist())]
         still = []
-        for row, (q, n) in enumerate(zip(pending, counts)):
-            pos = keys_to_positions(group, keys[row, :n])
-            pos = pos[pos >= 0]
-            pos = pos[allowed[pos]]
+        for q, keys in zip(pending, found):
+            pos = keys_to_positions(group, keys.astype(np.int64))
+            pos = pos[(pos >= 0) & allowed[np.maximum(pos, 0)]]
             candidates[q] = pos[:keep]
             if len(pos) < want and count < total:
                 still.append(q)
         pending = still
         count = min(total, count * 4)
-    positions = np.full((nq, keep), -1, dtype=np.int64)
-    for q, pos in enumerate(candidates):
-        positions[q, : len(pos)] = pos
+    if nq == 1 and len(candidates[0]) == keep:  # type: ignore[arg-type]
+        positions = candidates[0].reshape(1, -1)  # type: ignore[union-attr]
+    else:
+        positions = np.full((nq, keep), -1, dtype=np.int64)
+        for q, pos in enumerate(candidates):
+            positions[q, : len(pos)] = pos
     hits = rerank(snap, space, queries, Hits(positions, np.zeros(positions.shape, dtype=np.float32)))
     return Hits(hits.positions[:, :k], hits.distances[:, :k])
 

@@ -125,6 +125,20 @@ class FragmentData:
                 return reader.take(rows)
         return self.embeddings[rows]
 
+    def rows(self) -> np.ndarray | RowVectors:
+        """What a few single rows are read from (``[row]`` of it is one vector): the loaded
+        vectors, or the file's pages until they are loaded."""
+        loaded = VECTORS.peek(self.key)
+        if loaded is not None:
+            return loaded
+        reader = self._row_reader()
+        return reader if reader is not None else self.embeddings
+
+    @cached_property
+    def columns(self) -> dict[str, pa.ChunkedArray]:
+        """The flattened columns by name (a query result reads a few values of each)."""
+        return dict(zip(self.table.column_names, self.table.columns))
+
     def blocks(self) -> list[tuple[int, np.ndarray]]:
         """Every row's vector as (first row, block) pieces without loading the fragment: the
         loaded array if there is one, else its file's pages (an exact search over a fragment
@@ -391,26 +405,25 @@ class Snapshot:
         if len(positions) > 64:
             sub = self.take(positions, columns)
             return {name: sub.column(name).to_pylist() for name in columns}
+        frag, rows = self.locate(positions)
+        if len(positions) * len(columns) <= 128:
+            # a query's handful of values are read one by one: a take per fragment and column
+            # costs more than the scalars it would save
+            where = [(self.fragments[f].columns, r) for f, r in zip(frag.tolist(), rows.tolist())]
+            out: dict[str, list] = {}
+            for name in columns:
+                out[name] = [c[name][r].as_py() if name in c else None for c, r in where]
+            return out
         order = np.argsort(positions, kind="stable")
         ordered = positions[order]
-        out: dict[str, list] = {name: [] for name in columns}
-        # a query's handful of values are read one by one (half the time of a take per
-        # fragment and column, which a larger set needs)
-        scalars = len(positions) * len(columns) <= 128
+        values: dict[str, list] = {name: [] for name in columns}
         for f, a, b in self.runs(ordered):
-            table = self.fragments[f].table
-            rows = ordered[a:b] - self.offsets[f]
-            picked = rows.tolist() if scalars else pa.array(rows)
-            for name in columns:
-                if name not in table.column_names:
-                    out[name] += [None] * (b - a)
-                elif scalars:
-                    column = table.column(name)
-                    out[name] += [column[r].as_py() for r in picked]
-                else:  # one take per fragment and column
-                    out[name] += table.column(name).take(picked).to_pylist()
+            table = self.fragments[f].columns
+            picked = pa.array(ordered[a:b] - self.offsets[f])
+            for name in columns:  # one take per fragment and column
+                values[name] += table[name].take(picked).to_pylist() if name in table else [None] * (b - a)
         back = np.argsort(order).tolist()  # from sorted back to the caller's order
-        return {name: [values[i] for i in back] for name, values in out.items()}
+        return {name: [items[i] for i in back] for name, items in values.items()}
 
     @cached_property
     def metadata_table(self) -> pa.Table:
@@ -431,6 +444,14 @@ class Snapshot:
                 out[a:b] = self.fragments[i].take(positions[a:b] - self.offsets[i])
             return out
         frag, rows = self.locate(positions)
+        if len(positions) <= 64:  # a query's candidates: row by row beats a mask per fragment
+            sources: dict[int, np.ndarray | RowVectors] = {}
+            for j, (f, r) in enumerate(zip(frag.tolist(), rows.tolist())):
+                source = sources.get(f)
+                if source is None:
+                    source = sources[f] = self.fragments[f].rows()
+                out[j] = source[r]
+            return out
         for i in np.unique(frag):
             sel = frag == i
             out[sel] = self.fragments[i].take(rows[sel])

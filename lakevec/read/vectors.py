@@ -14,6 +14,7 @@ Only the few fields of Parquet's Thrift page header that locate the values are d
 
 from __future__ import annotations
 
+import bisect
 import mmap
 import struct
 
@@ -100,6 +101,7 @@ class RowVectors:
             self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)  # outlives an unlink
         self._starts = starts  # byte offset of each page's first value
         self._first = first_rows  # row number of each page's first row
+        self._start_bytes, self._first_rows = starts.tolist(), first_rows.tolist()
         self.rows = rows
         self.dim = dim
 
@@ -135,6 +137,12 @@ class RowVectors:
             view = np.frombuffer(self._map, dtype=np.float32, count=(end - first) * self.dim, offset=start)
             out.append((first, (view if start % 4 == 0 else view.copy()).reshape(-1, self.dim)))
         return out
+
+    def __getitem__(self, row: int) -> np.ndarray:
+        """One row's vector, a view of the memory map."""
+        page = bisect.bisect_right(self._first_rows, row) - 1
+        offset = self._start_bytes[page] + (row - self._first_rows[page]) * 4 * self.dim
+        return np.frombuffer(self._map, dtype=np.float32, count=self.dim, offset=offset)
 
     def take(self, rows: np.ndarray) -> np.ndarray:
         """The vectors of ``rows`` (row numbers in the file), as a (len(rows), dim) float32 array."""
