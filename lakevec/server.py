@@ -146,8 +146,8 @@ def _field(body: dict[str, Any], name: str, kinds: tuple[type, ...], default: An
     return value
 
 
-def create_app(config: ServerConfig) -> FastAPI:
-    """The FastAPI application for ``config``."""
+def create_app(config: ServerConfig) -> Guard:
+    """The ASGI application for ``config``: the FastAPI app (``.app``) behind its :class:`Guard`."""
     service = Service(config)
     app = FastAPI(title="lakevec", version=__version__)
     api = "/api/v2"
@@ -189,8 +189,6 @@ def create_app(config: ServerConfig) -> FastAPI:
             return await answer_query(tenant, database, collection_id, parse_body(data))
         except Exception as exc:  # as the app's handlers: Chroma's body, or a JSON 500
             return error_response(exc)
-
-    app.add_middleware(Guard, config=config, query=query_from_asgi)
 
     async def run(fn, *args):
         return await run_in_threadpool(fn, *args)
@@ -399,13 +397,14 @@ def create_app(config: ServerConfig) -> FastAPI:
     async def count(tenant: str, database: str, collection_id: str):
         return await run(lambda: service.collection_by_id(tenant, database, collection_id).count())
 
-    return app
+    # outermost, so a query skips FastAPI's middleware stack as well as its routing
+    return Guard(app, config, query_from_asgi)
 
 
 _CONFIG_VARIABLE = "LAKEVEC_SERVER_CONFIG"
 
 
-def app_from_environment() -> FastAPI:
+def app_from_environment() -> Guard:
     """The app for each worker process of ``lakevec run --workers N`` (uvicorn imports it)."""
     return create_app(ServerConfig(**json.loads(os.environ[_CONFIG_VARIABLE])))
 
