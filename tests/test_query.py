@@ -242,6 +242,23 @@ def test_indexes_persist_and_reopen(tmp_path):
     assert list(again._engine._indexes)  # the stored index was opened, not rebuilt
 
 
+def test_a_fold_that_lost_to_another_indexer_commits_nothing(tmp_path, monkeypatch):
+    """Two processes may fold the same tail (a server's background thread and a user's
+    wait_for_index): the loser leaves no empty version and no unreferenced index file."""
+    monkeypatch.setenv("LAKEVEC_AUTO_INDEX", "0")
+    col = lakevec.PersistentClient(str(tmp_path)).create_collection("race", embedding_function=None)
+    col.add(ids=[f"r{i}" for i in range(500)], embeddings=clustered(500, 8))
+    engine = col._engine
+    stale = engine.snapshot()
+    col.wait_for_index()  # the other indexer wins
+    version, files = engine.snapshot().version, sorted((tmp_path / "collections").rglob("*.usearch"))
+    tail = [i for i, e in enumerate(stale.manifest.fragments) if e.index is None]
+    assert engine.indexer._fold(stale, tail, None)
+    assert engine.snapshot().version == version
+    assert sorted((tmp_path / "collections").rglob("*.usearch")) == files
+    assert col.query(query_embeddings=clustered(1, 8), n_results=3)["ids"][0]
+
+
 def test_process_exits_cleanly_while_indexing(tmp_path):
     """The background indexer must not crash the interpreter at exit (usearch native threads)."""
     import subprocess

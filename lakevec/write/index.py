@@ -216,7 +216,8 @@ class Indexer:
 
     # -- one fold ------------------------------------------------------------------------
     def fold(self, *, force: bool) -> bool:
-        """Add unindexed fragments to an index (see the module's tiers); True if committed."""
+        """Add unindexed fragments to an index (see the module's tiers); True if it did work
+        (committed, or found that another process had indexed that tail first)."""
         with self._fold_lock:
             with self._merge_lock:  # no merge half way: the tail is taken from a settled version
                 snap = self.engine.snapshot()
@@ -271,16 +272,21 @@ class Indexer:
         members = {e.id for e in manifest.fragments if head_path is not None and e.index == head_path}
 
         def point(m: Manifest) -> Manifest | None:
-            fragments = []
+            fragments, folded = [], False
             for e in m.fragments:
                 if e.id in bases and e.index is None:
                     e = dataclasses.replace(e, index=relative, index_base=bases[e.id])
+                    folded = True
                 elif e.id in members and e.index == head_path:
                     e = dataclasses.replace(e, index=relative)
                 fragments.append(e)
-            return m.child("index", fragments=tuple(fragments))
+            # another process indexed (or compacted) these rows first: nothing left to commit
+            return m.child("index", fragments=tuple(fragments)) if folded else None
 
-        self.engine.commit_transform(point)
+        if self.engine.commit_transform(point) is None:
+            storage.delete(self.engine.cache.path(relative))
+            self._head = None
+            return True  # the tail moved on: look again
         self._head = _Head(relative, head.index, key)
         return True
 
