@@ -78,13 +78,19 @@ def run_system(port: int, data: np.ndarray, queries: np.ndarray, root: Path | No
 
 
 def wait_indexed(root: Path, timeout: float = 300) -> None:
-    """Watch the collection's manifest until the server has indexed every row. (Folding here
-    with ``wait_for_index`` would build the same index twice, in two processes at once.)"""
+    """Watch the collection's manifest until the server's background indexer has nothing left
+    to fold (folding here with ``wait_for_index`` would build the same index a second time, in
+    a second process, while the server builds it)."""
     import lakevec
+    from lakevec.write.index import background_fold_rows
 
-    col = lakevec.PersistentClient(str(root)).get_collection("bench", embedding_function=None)
+    engine = lakevec.PersistentClient(str(root)).get_collection("bench", embedding_function=None)._engine
     deadline = time.monotonic() + timeout
-    while col.stats()["indexed_fraction"] < 1.0:
+    while True:
+        manifest = engine.snapshot().manifest
+        tail = sum(e.live_rows for e in manifest.fragments if e.index is None)
+        if tail < background_fold_rows(manifest):
+            return
         if time.monotonic() > deadline:
             raise RuntimeError(f"the server did not index the collection in {timeout} s")
         time.sleep(0.1)

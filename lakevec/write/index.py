@@ -228,7 +228,7 @@ class Indexer:
                 self._folding = frozenset(manifest.fragments[i].id for i in tail)
             cap = GROUP_MAX_ROWS if force else HEAD_MAX_ROWS
             sizes = index_rows(manifest)
-            least = 1 if force else min(FOLD_MAX_TAIL, max(FOLD_MIN_ROWS, sum(sizes.values()) // 8))
+            least = 1 if force else background_fold_rows(manifest)
             # extend the largest index with room for a fold, else start a new one
             open_ = [path for path, rows in sizes.items() if rows + least <= cap]
             head_path = max(open_, key=lambda p: sizes[p]) if open_ else None
@@ -305,6 +305,12 @@ class Indexer:
         keys = index.keys
         next_key = int(np.max(np.asarray(keys))) + 1 if len(index) else 0
         return _Head(path, index, next_key)
+
+
+def background_fold_rows(manifest: Manifest) -> int:
+    """The fewest unindexed rows a background fold takes on: a smaller tail is searched exactly
+    until more rows come or wait_for_index() folds it."""
+    return min(FOLD_MAX_TAIL, max(FOLD_MIN_ROWS, sum(index_rows(manifest).values()) // 8))
 
 
 def _fill(tail: list[int], manifest: Manifest, room: int) -> list[int]:
