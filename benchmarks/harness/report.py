@@ -15,9 +15,9 @@ TARGET_RECALL = 0.95
 #: why a goal is missed, from profiling the current code (line_profiler and stage timings over
 #: 2,000 queries on clustered-10k); printed under the goal table when the goal is missed
 WHY = {
-    "latency": "A lakevec query is ~0.33 ms of which usearch's search is ~0.05 ms; the rest is fixed "
-    "Python around it (float32 re-rank of the candidates ~40 us, ids from Arrow ~35 us, validation, "
-    "snapshot check, ~60 small numpy calls). A fixed cost weighs most on small collections. At 1M "
+    "latency": "A lakevec query at 10k is ~0.2 ms of which usearch's search is ~0.05 ms; the rest is "
+    "fixed Python around it (float32 re-rank of the candidates ~25 us, result values ~20 us, "
+    "validation, snapshot check, small numpy calls). A fixed cost weighs most on small collections. At 1M "
     "a collection ingested in batches holds several indexes (background folds stop growing one at "
     "262,144 rows; compact() merges them) and a query searches each.",
     "filtered": "Chroma's filtered query grows with the collection (7 ms at 10k, 33-140 ms at 100k), "
