@@ -205,7 +205,7 @@ def hnsw_search(
     count = min(total, max(k, math.ceil(k * OVERSAMPLE * total / max(matching, 1))))
     want = min(k, matching)
     keep = min(RERANK * k, max(k, count))
-    candidates: list[np.ndarray | None] = [None] * nq
+    candidates = [np.zeros(0, dtype=np.int64)] * nq
     pending = list(range(nq))
     while pending:
         if index.expansion_search != max(ef, count):
@@ -224,8 +224,8 @@ def hnsw_search(
                 still.append(q)
         pending = still
         count = min(total, count * 4)
-    if nq == 1 and len(candidates[0]) == keep:  # type: ignore[arg-type]
-        positions = candidates[0].reshape(1, -1)  # type: ignore[union-attr]
+    if nq == 1 and len(candidates[0]) == keep:
+        positions = candidates[0].reshape(1, -1)
     else:
         positions = np.full((nq, keep), -1, dtype=np.int64)
         for q, pos in enumerate(candidates):
