@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -257,6 +259,47 @@ def test_a_fold_that_lost_to_another_indexer_commits_nothing(tmp_path, monkeypat
     assert engine.snapshot().version == version
     assert sorted((tmp_path / "collections").rglob("*.usearch")) == files
     assert col.query(query_embeddings=clustered(1, 8), n_results=3)["ids"][0]
+
+
+@pytest.mark.parametrize("holder", ["live", "exited", "expired", "unreadable"])
+def test_background_folds_of_two_processes_do_not_build_the_same_index(tmp_path, monkeypatch, holder):
+    """A background fold claims its tail (a lease file), so another process writing the same
+    root (a worker of `lakevec run --workers N`) skips it; a claim whose process has exited,
+    or that is older than LEASE_SECONDS, is taken over; a fold someone waits for ignores it."""
+    import json
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from lakevec.write import index as index_module
+
+    monkeypatch.setenv("LAKEVEC_AUTO_INDEX", "0")
+    col = lakevec.PersistentClient(str(tmp_path)).create_collection("lease", embedding_function=None)
+    col.add(ids=[f"r{i}" for i in range(5000)], embeddings=clustered(5000, 4))
+    engine = col._engine
+    first = engine.snapshot().manifest.fragments[0].id
+    lease = tmp_path / "collections" / str(col.id) / "leases" / f"fold-{first}.json"
+    lease.parent.mkdir(parents=True)
+    pid = os.getpid()
+    if holder == "exited":
+        pid = subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+        )
+        pid = int(pid.stdout)
+    since = time.time() - (index_module.LEASE_SECONDS + 1 if holder == "expired" else 0)
+    claim = {"host": socket.gethostname(), "pid": pid, "time": since}
+    lease.write_text("{not json" if holder == "unreadable" else json.dumps(claim))
+
+    folded = engine.indexer.fold(force=False)
+    indexed = all(e.index for e in engine.snapshot().manifest.fragments)
+    if holder == "live":
+        assert not folded and not indexed and lease.exists()
+        col.wait_for_index()  # the caller waits: the claim does not hold it back
+        assert all(e.index for e in engine.snapshot().manifest.fragments)
+    else:
+        assert folded and indexed
+    assert not lease.exists() or holder == "live"
 
 
 def test_process_exits_cleanly_while_indexing(tmp_path):

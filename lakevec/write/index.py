@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import json
 import os
+import socket
 import threading
 import time
 import uuid
@@ -38,6 +40,7 @@ FOLD_MIN_ROWS = 4096  # a smaller tail is searched exactly until wait_for_index(
 FOLD_MAX_TAIL = 50_000  # never leave more than this for exact search while writes go on
 QUIET_SECONDS = 0.2  # background folds wait for a pause this long in a stream of writes
 HEAD_MAX_ROWS = 262_144  # background folds start a new index past this many rows
+LEASE_SECONDS = 300.0  # a background fold's claim on its tail; an older claim is taken over
 GROUP_MAX_ROWS = 2_000_000  # inline folds (wait_for_index, compact) grow an index up to this
 
 
@@ -236,6 +239,13 @@ class Indexer:
             if sum(manifest.fragments[i].rows for i in tail) < least:
                 self._folding = frozenset()
                 return False
+            # a background fold claims its tail, so the other processes writing this root (the
+            # workers of `lakevec run --workers N`) do not build the same index at the same time;
+            # a caller that waits (wait_for_index, compact) folds regardless
+            lease = None if force else self._claim(manifest.fragments[tail[0]].id)
+            if lease is False:
+                self._folding = frozenset()
+                return False
             self._folding = frozenset(manifest.fragments[i].id for i in tail)
 
             # a background fold leaves one core to the writers; an inline one (wait_for_index,
@@ -248,6 +258,27 @@ class Indexer:
                 raise
             finally:
                 self._folding = frozenset()
+                if lease:
+                    self.engine.storage.delete(lease)
+
+    def _claim(self, first: str) -> str | bool:
+        """Claim the tail that starts at fragment ``first`` for this process's background fold:
+        the lease's path, or False while another live process holds it. A claim expires after
+        LEASE_SECONDS, or at once when its process (on this host) has exited."""
+        storage = self.engine.storage
+        path = self.engine.cache.path(f"leases/fold-{first}.json")
+        claim = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}).encode()
+        if storage.put_if_absent(path, claim):
+            return path
+        try:
+            held = json.loads(storage.read_bytes(path))
+            live = time.time() - float(held["time"]) < LEASE_SECONDS and _alive(held["host"], held["pid"])
+        except (OSError, ValueError, KeyError, TypeError):  # released in between, or unreadable
+            live = False
+        if live:
+            return False
+        storage.delete(path)
+        return path if storage.put_if_absent(path, claim) else False
 
     def _fold(self, snap, tail: list[int], head_path: str | None) -> bool:
         manifest = snap.manifest
@@ -305,6 +336,19 @@ class Indexer:
         keys = index.keys
         next_key = int(np.max(np.asarray(keys))) + 1 if len(index) else 0
         return _Head(path, index, next_key)
+
+
+def _alive(host: str, pid: int) -> bool:
+    """Whether process ``pid`` of ``host`` may still run (another host's: assumed so)."""
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def background_fold_rows(manifest: Manifest) -> int:
