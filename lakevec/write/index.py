@@ -340,7 +340,7 @@ class Indexer:
 
 def _alive(host: str, pid: int) -> bool:
     """Whether process ``pid`` of ``host`` may still run (another host's: assumed so)."""
-    if host != socket.gethostname():
+    if host != socket.gethostname() or os.name == "nt":  # Windows' os.kill(pid, 0) sends Ctrl-C
         return True
     try:
         os.kill(int(pid), 0)
