@@ -110,15 +110,14 @@ def merge_hits(parts: list[Hits], k: int) -> Hits:
 def rerank(snap: Snapshot, space: str, queries: np.ndarray, hits: Hits) -> Hits:
     positions = hits.positions
     valid = positions >= 0
-    if valid.all():  # the usual case: no padding to mask out
-        vectors = snap.embeddings(positions.reshape(-1)).reshape(*positions.shape, -1)
-        dist = pair_distances(space, queries, vectors)
-    elif valid.any():
-        safe = np.where(valid, positions, positions[valid][0])
-        vectors = snap.embeddings(safe.reshape(-1)).reshape(*safe.shape, -1)
-        dist = np.where(valid, pair_distances(space, queries, vectors), np.inf)
-    else:
+    if not valid.any():
         return hits
+    padded = not valid.all()  # usually not: then nothing needs masking
+    safe = np.where(valid, positions, positions[valid][0]) if padded else positions
+    vectors = snap.embeddings(safe.reshape(-1)).reshape(*safe.shape, -1)
+    dist = pair_distances(space, queries, vectors)
+    if padded:
+        dist = np.where(valid, dist, np.inf)
     order = np.argsort(dist, axis=1, kind="stable")
     rows = np.arange(len(order))[:, None]
     return Hits(positions[rows, order], dist[rows, order])
@@ -224,12 +223,9 @@ def hnsw_search(
                 still.append(q)
         pending = still
         count = min(total, count * 4)
-    if nq == 1 and len(candidates[0]) == keep:
-        positions = candidates[0].reshape(1, -1)
-    else:
-        positions = np.full((nq, keep), -1, dtype=np.int64)
-        for q, pos in enumerate(candidates):
-            positions[q, : len(pos)] = pos
+    positions = np.full((nq, keep), -1, dtype=np.int64)
+    for q, pos in enumerate(candidates):
+        positions[q, : len(pos)] = pos
     hits = rerank(snap, space, queries, Hits(positions, np.zeros(positions.shape, dtype=np.float32)))
     return Hits(hits.positions[:, :k], hits.distances[:, :k])
 

@@ -143,11 +143,8 @@ class FragmentData:
         """Every row's vector as (first row, block) pieces without loading the fragment: the
         loaded array if there is one, else its file's pages (an exact search over a fragment
         read once must not allocate and fault in a copy of it: 0.5 s per 300 MB here)."""
-        loaded = VECTORS.peek(self.key)
-        if loaded is not None:
-            return [(0, loaded)]
-        reader = self._row_reader()
-        return reader.blocks() if reader is not None else [(0, self.embeddings)]
+        source = self.rows()
+        return source.blocks() if isinstance(source, RowVectors) else [(0, source)]
 
     def _row_reader(self) -> RowVectors | None:
         if self._rows is False:
@@ -405,10 +402,10 @@ class Snapshot:
         if len(positions) > 64:
             sub = self.take(positions, columns)
             return {name: sub.column(name).to_pylist() for name in columns}
-        frag, rows = self.locate(positions)
         if len(positions) * len(columns) <= 128:
             # a query's handful of values are read one by one: a take per fragment and column
             # costs more than the scalars it would save
+            frag, rows = self.locate(positions)
             where = [(self.fragments[f].columns, r) for f, r in zip(frag.tolist(), rows.tolist())]
             out: dict[str, list] = {}
             for name in columns:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 import mmap
 import struct
+from collections.abc import Iterator
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -101,6 +102,7 @@ class RowVectors:
             self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)  # outlives an unlink
         self._starts = starts  # byte offset of each page's first value
         self._first = first_rows  # row number of each page's first row
+        # the same as lists, for one row at a time (bisect and ints, no numpy scalars)
         self._start_bytes, self._first_rows = starts.tolist(), first_rows.tolist()
         self.rows = rows
         self.dim = dim
@@ -116,27 +118,25 @@ class RowVectors:
             return None
         return cls(path, starts, first, metadata.num_rows, dim)
 
+    def _pages(self) -> Iterator[tuple[int, int, np.ndarray]]:
+        """(byte offset, first row, rows x dim view of the memory map) of each page."""
+        ends = [*self._first_rows[1:], self.rows]
+        for start, first, end in zip(self._start_bytes, self._first_rows, ends):
+            view = np.frombuffer(self._map, dtype=np.float32, count=(end - first) * self.dim, offset=start)
+            yield start, first, view.reshape(-1, self.dim)
+
     def all(self) -> np.ndarray:
         """Every row's vector: one copy of each page's values (memory speed, where decoding the
         column as Parquet runs at ~150-200 MB/s)."""
         out = np.empty((self.rows, self.dim), dtype=np.float32)
-        ends = [*self._first[1:].tolist(), self.rows]
-        for start, first, end in zip(self._starts.tolist(), self._first.tolist(), ends):
-            count = (end - first) * self.dim
-            out[first:end] = np.frombuffer(self._map, dtype=np.float32, count=count, offset=start).reshape(
-                -1, self.dim
-            )
+        for _, first, view in self._pages():
+            out[first : first + len(view)] = view
         return out
 
     def blocks(self) -> list[tuple[int, np.ndarray]]:
         """(first row, rows x dim vectors) of each page, read in place from the memory map
         (copied only when a page's values are not 4-byte aligned, so BLAS can use them)."""
-        out = []
-        ends = [*self._first[1:].tolist(), self.rows]
-        for start, first, end in zip(self._starts.tolist(), self._first.tolist(), ends):
-            view = np.frombuffer(self._map, dtype=np.float32, count=(end - first) * self.dim, offset=start)
-            out.append((first, (view if start % 4 == 0 else view.copy()).reshape(-1, self.dim)))
-        return out
+        return [(first, view if start % 4 == 0 else view.copy()) for start, first, view in self._pages()]
 
     def __getitem__(self, row: int) -> np.ndarray:
         """One row's vector, a view of the memory map."""
