@@ -13,6 +13,7 @@ import os
 import random
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -32,6 +33,26 @@ def _env() -> dict:
     return dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
 
+def _wait_for_acks(writer: subprocess.Popen, acks: int, errors: Path, timeout: float = 300) -> list[bytes]:
+    """Lines the writer printed up to its ``acks``-th ``ok``; fails if it exits first (or
+    acknowledges nothing for ``timeout`` seconds, when it is killed)."""
+    lines: list[bytes] = []
+    timer = threading.Timer(timeout, writer.kill)
+    timer.start()
+    try:
+        while sum(line.startswith(b"ok ") for line in lines) < acks:
+            line = writer.stdout.readline()
+            if not line:
+                writer.wait()
+                pytest.fail(
+                    f"writer ended ({writer.returncode}) after {lines[-3:]}: {errors.read_text()[-3000:]}"
+                )
+            lines.append(line)
+    finally:
+        timer.cancel()
+    return lines
+
+
 def _same(state: dict, model: dict) -> bool:
     if set(state) != set(model):
         return False
@@ -49,18 +70,25 @@ def test_killed_writers_never_leave_a_partial_state(kind, tmp_path, request):
         root = str(tmp_path / "root")
     seed, committed, rng = 11, 0, random.Random(5)
     survived = 0
-    for _ in range(KILLS):
-        writer = subprocess.Popen(
-            [sys.executable, "-m", "tests.crash_writer", "write", root, str(seed), str(committed)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=_env(),
-            cwd=REPO,
-        )
-        time.sleep(rng.uniform(0.6, 2.5))  # the first ~0.5 s are imports
+    for n in range(KILLS):
+        errors = tmp_path / f"writer-{n}.err"
+        with open(errors, "wb") as stderr:
+            writer = subprocess.Popen(
+                [sys.executable, "-m", "tests.crash_writer", "write", root, str(seed), str(committed)],
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                env=_env(),
+                cwd=REPO,
+            )
+        # Kill while operation `committed + acks` runs, at a random point inside it: progress
+        # is counted in acknowledged operations, never in seconds, so a slow machine only
+        # makes the test slower.
+        lines = _wait_for_acks(writer, rng.randint(1, 3), errors)
+        time.sleep(rng.uniform(0, 0.25))
         writer.kill()
-        out, err = writer.communicate()
-        assert writer.returncode == -9, err.decode()[-2000:]
+        out, _ = writer.communicate()
+        assert writer.returncode == -9, errors.read_text()[-3000:]
+        out = b"".join(lines) + out
         acked = [int(line.split()[1]) for line in out.decode().splitlines() if line.startswith("ok ")]
         last = acked[-1] + 1 if acked else committed
         dumped = subprocess.run(
