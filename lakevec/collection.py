@@ -14,6 +14,7 @@ import pyarrow as pa
 from lakevec import interop
 from lakevec.engine import CollectionEngine
 from lakevec.errors import InvalidArgumentError
+from lakevec.extras import require
 from lakevec.types import GetResult, QueryResult
 from lakevec.write import validate as v
 from lakevec.write.embed import embed_documents
@@ -239,7 +240,7 @@ class Collection:
             )
         n_results = v.validate_n_results(n_results)
         include = v.validate_include(_QUERY_DEFAULT if include is None else include, allow_distances=True)
-        ids = v.validate_filters(ids, where, where_document, where_sql)
+        ids = v.validate_filters(ids, where, where_document, where_sql, allow_empty_ids=True)
         if query_texts is not None:
             texts = v.validate_documents(
                 v.one_to_many(query_texts), len(v.one_to_many(query_texts)), field="query_texts"
@@ -397,6 +398,7 @@ class Collection:
         return pl.from_arrow(self.to_arrow(**kwargs))
 
     def to_pandas(self, **kwargs: Any):
+        require("pandas", "to_pandas()")
         return self.to_arrow(**kwargs).to_pandas()
 
     # -- versions ------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from lakevec import errors
 from lakevec.catalog import DEFAULT_DATABASE, DEFAULT_TENANT
 from lakevec.collection import Collection
 from lakevec.errors import InvalidArgumentError, LakevecError
+from lakevec.extras import require
 from lakevec.interop import QueryResult
 from lakevec.types import Database, Tenant
 from lakevec.utils.embedding_functions import DefaultEmbeddingFunction, resolve_embedding_function
@@ -52,8 +53,7 @@ def _b64(vectors: np.ndarray) -> list[str]:
 
 class _Http:
     def __init__(self, host: str, port: int, ssl: bool, headers: dict[str, str] | None) -> None:
-        import httpx
-
+        httpx = require("httpx", "lakevec.HttpClient")
         scheme = "https" if ssl else "http"
         self.base = f"{scheme}://{host}:{port}/api/v2"
         self.session = httpx.Client(

@@ -13,6 +13,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from lakevec.extras import require
 from lakevec.read.filter import quote
 from lakevec.read.rows import select
 from lakevec.read.snapshot import Snapshot
@@ -90,6 +91,7 @@ class QueryResult(dict):
         return pl.from_arrow(self.to_arrow())
 
     def to_pandas(self) -> pandas.DataFrame:
+        require("pandas", "to_pandas()")
         return self.to_arrow().to_pandas()
 
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import lakevec
+from lakevec.extras import require
 from lakevec.utils.embedding_functions import DefaultEmbeddingFunction
 
 PAGE = 5000
@@ -38,10 +39,7 @@ def _embedding_function(collection: Any) -> Any:
 def migrate_chroma(chroma_dir: str, root: str, page: int = PAGE) -> Iterator[tuple[str, int]]:
     """Yield (name, records copied) per collection. Existing lakevec collections of the same
     name are refused, so a migration never mixes into data already there."""
-    try:
-        import chromadb
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("migrate-chroma needs the chromadb package: pip install chromadb") from exc
+    chromadb = require("chromadb", "migrate-chroma")
     source = chromadb.PersistentClient(path=chroma_dir)
     target = lakevec.PersistentClient(root)
     for collection in source.list_collections():

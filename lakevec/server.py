@@ -21,10 +21,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
+from lakevec.extras import missing, require
+
+try:
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse, Response
+    from starlette.concurrency import run_in_threadpool
+except ImportError as exc:
+    raise missing("fastapi", "lakevec run") from exc
 
 from lakevec import __version__
 from lakevec.client import AdminClient, Client
@@ -413,7 +418,7 @@ def serve(config: ServerConfig, host: str = "127.0.0.1", port: int = 8000, worke
     (each with its own engines over the same root: writes meet in the commit protocol)."""
     import dataclasses
 
-    import uvicorn
+    uvicorn = require("uvicorn", "lakevec run")
 
     if config.token is None and host not in ("127.0.0.1", "localhost", "::1"):
         print(

@@ -11,7 +11,13 @@ import re
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from fastapi.responses import JSONResponse, Response
+
+from lakevec.extras import missing
+
+try:
+    from fastapi.responses import JSONResponse, Response
+except ImportError as exc:
+    raise missing("fastapi", "lakevec run") from exc
 
 from lakevec.errors import (
     DuplicateIDError,

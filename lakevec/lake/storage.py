@@ -22,6 +22,7 @@ from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
 from lakevec.errors import StorageError
+from lakevec.extras import PROTOCOL_MODULE, require
 from lakevec.lake.cache import FileCache
 
 _MEMORY_LOCK = threading.Lock()
@@ -102,6 +103,9 @@ class Storage:
     ) -> None:
         self.url = url
         options = dict(storage_options or {})
+        protocol = url.split("://", 1)[0] if "://" in url else "file"
+        if protocol in PROTOCOL_MODULE:
+            require(PROTOCOL_MODULE[protocol], f"a {protocol}:// root")
         self.fs, root = fsspec.core.url_to_fs(url, **options)
         self.local = isinstance(self.fs, LocalFileSystem)
         self.memory = isinstance(self.fs, MemoryFileSystem)
