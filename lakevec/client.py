@@ -301,7 +301,12 @@ class Client(AdminClient):
 
     def sql(self, query: str, params: list | None = None):
         """Run DuckDB SQL where every collection of this database is a view of its live rows
-        (named as the collection; metadata keys are columns). Returns a DuckDB relation."""
+        (named as the collection; metadata keys are columns).
+
+        Returns a DuckDB relation, which runs its query on each fetch: ``.pl()`` (Polars),
+        ``.to_arrow_table()`` (a pyarrow Table), ``.fetchall()`` (a list of tuples), ``.df()``
+        (pandas). DuckDB 2 relations have no ``fetchone()``: use ``.limit(1).fetchall()``; and
+        their ``.arrow()`` is a ``RecordBatchReader`` (``.read_all()`` gives the Table)."""
         con = sql_connection({c.name: c._engine for c in self.list_collections()})
         return con.sql(query, params=params) if params else con.sql(query)
 

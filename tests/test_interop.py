@@ -58,6 +58,22 @@ def test_sql_sees_every_collection_as_a_view(client):
     assert ids == col.get(where={"year": {"$gte": 2021}}, include=[])["ids"]
 
 
+def test_sql_results_through_each_documented_call(client):
+    """The calls client.sql's docstring names, on the DuckDB installed (2.x has no fetchone()
+    and its .arrow() is a reader)."""
+    _filled(client)
+    rel = client.sql('SELECT id, year FROM "my-docs" ORDER BY id')
+    expected = [("a", 2021), ("b", 2024), ("c", None)]
+    assert rel.fetchall() == expected
+    assert rel.limit(1).fetchall() == expected[:1]
+    assert list(rel.pl().iter_rows()) == expected
+    assert rel.to_arrow_table().to_pylist() == [{"id": i, "year": y} for i, y in expected]
+    arrow = rel.arrow()
+    table = arrow.read_all() if isinstance(arrow, pa.RecordBatchReader) else arrow
+    assert table.column("id").to_pylist() == ["a", "b", "c"]
+    assert list(rel.df()["id"]) == ["a", "b", "c"]
+
+
 def test_query_result_long_format(collection):
     collection.add(
         ids=["a", "b"], embeddings=[[0, 0], [1, 1]], metadatas=[{"k": 1}, {"k": "s"}], documents=["x", "y"]
