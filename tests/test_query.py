@@ -153,6 +153,12 @@ def test_query_edge_cases(collection):
     assert with_ids["ids"] == [["b"]]
     np.testing.assert_array_equal(with_ids["embeddings"][0], [[3, 4]])
     assert collection.query(query_embeddings=[[0, 0]], where={"k": 5})["ids"] == [[]]
+    # an empty ids filter matches nothing in a query (Chroma answers empty results) but is an
+    # error in get and delete (as in Chroma)
+    assert collection.query(query_embeddings=[[0, 0], [1, 1]], ids=[])["ids"] == [[], []]
+    for call in (collection.get, collection.delete):
+        with pytest.raises(InvalidArgumentError, match="non-empty"):
+            call(ids=[])
 
 
 def test_query_texts_use_the_embedding_function(client):

@@ -359,15 +359,18 @@ def _check_regex(pattern: str) -> None:
         raise InvalidArgumentError(f"Regex syntax error: {exc}") from exc
 
 
-def validate_filters(ids: Any, where: Any, where_document: Any, where_sql: Any = None) -> list[str] | None:
-    """The ways a call selects rows; returns the normalized ids (or None)."""
+def validate_filters(
+    ids: Any, where: Any, where_document: Any, where_sql: Any = None, *, allow_empty_ids: bool = False
+) -> list[str] | None:
+    """The ways a call selects rows; returns the normalized ids (or None). A query may pass
+    ``ids=[]`` (it matches nothing, as in Chroma); get and delete may not."""
     if where_sql is not None:
         validate_where_sql(where_sql)
     if where is not None:
         validate_where(where)
     if where_document is not None:
         validate_where_document(where_document)
-    return None if ids is None else validate_ids(ids)
+    return None if ids is None else validate_ids(ids, allow_empty=allow_empty_ids)
 
 
 def validate_include(include: Any, *, allow_distances: bool) -> list[str]:
