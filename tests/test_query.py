@@ -308,6 +308,35 @@ def test_background_folds_of_two_processes_do_not_build_the_same_index(tmp_path,
     assert not lease.exists() or holder == "live"
 
 
+def test_an_engine_nobody_uses_is_freed_with_its_threads(monkeypatch):
+    """The background indexer and merger threads hold their engine only while they work: a
+    client dropped by its user frees its engine (snapshot, caches, DuckDB connection) and the
+    threads end, so a process that opens many clients does not grow without bound."""
+    import gc
+    import uuid
+    import weakref
+
+    monkeypatch.setenv("LAKEVEC_AUTO_INDEX", "1")
+    col = lakevec.PersistentClient(f"memory://freed-{uuid.uuid4().hex}").create_collection(
+        "freed", embedding_function=None
+    )
+    col.add(ids=["a", "b"], embeddings=[[1.0, 2.0], [3.0, 4.0]])  # starts both threads
+    indexer = col._engine.indexer
+    threads = [indexer._thread, indexer._merger]
+    assert all(t is not None and t.is_alive() for t in threads)
+    engine = weakref.ref(col._engine)
+    del col, indexer
+    for _ in range(3000):  # a thread may still be finishing its work (a fold's pause)
+        gc.collect()
+        if engine() is None:
+            break
+        threads[0].join(0.1)
+    assert engine() is None
+    for thread in threads:
+        thread.join(300)
+        assert not thread.is_alive()
+
+
 def test_process_exits_cleanly_while_indexing(tmp_path):
     """The background indexer must not crash the interpreter at exit (usearch native threads)."""
     import subprocess
@@ -320,7 +349,7 @@ def test_process_exits_cleanly_while_indexing(tmp_path):
         "for s in range(0, 30000, 5000):\n"
         "    col.add(ids=[f'r{i}' for i in range(s, s + 5000)], embeddings=x[s:s + 5000])\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=600)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     col = lakevec.PersistentClient(str(tmp_path)).get_collection("exit", embedding_function=None)
     assert col.count() == 30000

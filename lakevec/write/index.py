@@ -23,6 +23,7 @@ import threading
 import time
 import uuid
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -108,6 +109,25 @@ def _background_priority() -> None:
         pass
 
 
+def _serve(indexer: weakref.ref[Indexer], wake: threading.Event, work: Callable[[Indexer], None]) -> None:
+    """A background thread: ``work`` after each wake-up. It holds its indexer only while it
+    works, so the thread keeps no engine alive; it ends when the indexer stops or is freed."""
+    _background_priority()
+    while True:
+        wake.wait()
+        wake.clear()
+        current = indexer()
+        if current is None or current._stopping:
+            return
+        work(current)
+        del current
+
+
+def _wake_all(*events: threading.Event) -> None:
+    for event in events:
+        event.set()
+
+
 @dataclasses.dataclass
 class _Head:
     """The index the indexer last wrote, kept in memory so extending it costs no reload."""
@@ -154,47 +174,48 @@ class Indexer:
             return
         self._last_write = time.monotonic()
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="lakevec-indexer", daemon=True)
-            self._merger = threading.Thread(target=self._merge_loop, name="lakevec-merger", daemon=True)
+            me = weakref.ref(self)
+            self._thread = threading.Thread(
+                target=_serve,
+                args=(me, self._wake, Indexer._fold_pending),
+                name="lakevec-indexer",
+                daemon=True,
+            )
+            self._merger = threading.Thread(
+                target=_serve,
+                args=(me, self._merge_wake, Indexer._merge_pending),
+                name="lakevec-merger",
+                daemon=True,
+            )
+            # an engine nobody uses any more is freed, and its threads end with it
+            weakref.finalize(self, _wake_all, self._wake, self._merge_wake)
             _RUNNING.add(self)
             self._thread.start()
             self._merger.start()
         self._wake.set()
         self._merge_wake.set()
 
-    def _merge_loop(self) -> None:
-        _background_priority()
-        while not self._stopping:
-            self._merge_wake.wait()
-            self._merge_wake.clear()
-            if self._stopping:
-                return
-            try:
-                while not self._stopping and self.merge():
-                    pass
-            except BaseException as exc:  # the fold thread and wait_for_index merge too
-                self.last_error = exc
+    def _merge_pending(self) -> None:
+        try:
+            while not self._stopping and self.merge():
+                pass
+        except BaseException as exc:  # the fold thread and wait_for_index merge too
+            self.last_error = exc
 
     def merge(self) -> bool:
         """Merge small fragments that no fold is indexing; True if a merge was committed."""
         with self._merge_lock:
             return merge_small(self.engine, exclude=self._folding)
 
-    def _run(self) -> None:
-        _background_priority()
-        while not self._stopping:
-            self._wake.wait()
-            self._wake.clear()
-            if self._stopping:
-                return
-            try:
-                while self._settled() and self.step(force=False):
-                    pass
-                self.last_error = None
-            except _Stopped:
-                return
-            except BaseException as exc:  # keep serving; wait_for_index redoes the work inline and raises
-                self.last_error = exc
+    def _fold_pending(self) -> None:
+        try:
+            while self._settled() and self.step(force=False):
+                pass
+            self.last_error = None
+        except _Stopped:
+            pass
+        except BaseException as exc:  # keep serving; wait_for_index redoes the work inline and raises
+            self.last_error = exc
 
     def _settled(self) -> bool:
         """Wait out a stream of writes (a fold competes with them for the cores and the GIL,
