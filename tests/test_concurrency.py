@@ -69,7 +69,7 @@ def test_threads_share_one_collection(root):
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=120)
+        t.join(timeout=600)
         assert not t.is_alive()
     assert not errors
     _check(root, 4, 6)
@@ -85,8 +85,8 @@ def test_processes_share_one_collection(kind, tmp_path, request):
     for p in procs:
         p.start()
     for p in procs:
-        p.join(timeout=180)
-        assert p.exitcode == 0
+        p.join(timeout=600)
+        assert p.exitcode == 0, f"{p.name} exit code {p.exitcode} (None: still running after 600 s)"
     _check(root, 3, 6)
 
 
@@ -110,7 +110,7 @@ def test_readers_see_consistent_versions_while_writing(tmp_path):
     for b in range(15):
         col.add(ids=[f"{b}-{i}" for i in range(10)], embeddings=np.zeros((10, 2)))
     stop.set()
-    t.join(timeout=60)
+    t.join(timeout=600)
     assert not errors
     # batches are all-or-nothing: a reader never sees part of one, and never goes back in time
     assert all(n % 10 == 0 for n in seen) and seen == sorted(seen)
@@ -146,7 +146,7 @@ def test_threads_filter_while_others_write(root):
         )
     stop.set()
     for t in readers:
-        t.join(timeout=60)
+        t.join(timeout=600)
     assert not errors
     assert col.get(where={"k": 1}, include=[])["ids"][:2] == ["seed1", "seed6"]
 
@@ -190,7 +190,7 @@ def _read_until(root: str, stop: str, reads_file: str) -> None:
 
     col = lakevec.PersistentClient(root).get_collection("shared", embedding_function=None)
     reads = 0
-    while not os.path.exists(stop):
+    while reads == 0 or not os.path.exists(stop):  # at least one read, however late it starts
         got = col.get(include=[])
         batches: dict[str, int] = {}
         for id_ in got["ids"]:
@@ -209,14 +209,13 @@ def _read_until(root: str, stop: str, reads_file: str) -> None:
 def _compact_later(root: str) -> None:
     """Compact once the writers have committed something, again until a compaction commits
     (one that finds nothing to merge, or loses every race to a background merge, commits
-    nothing), within a minute."""
+    nothing). No clock: the test's join bounds it."""
     import time
 
     col = lakevec.PersistentClient(root).get_collection("shared", embedding_function=None)
-    deadline = time.monotonic() + 60
-    while col.count() == 0 and time.monotonic() < deadline:
+    while col.count() == 0:
         time.sleep(0.2)
-    while time.monotonic() < deadline:
+    while True:
         col.compact()
         if "compact" in [v["operation"] for v in col.versions()]:
             return
@@ -238,13 +237,14 @@ def test_four_writers_readers_and_a_compaction(kind, tmp_path, request):
     compactor = ctx.Process(target=_compact_later, args=(root,))
     for p in [*readers, *writers, compactor]:
         p.start()
+    # generous bounds: they only decide how long a hang takes to fail, never whether a slow run passes
     for p in [*writers, compactor]:
-        p.join(timeout=300)
-        assert p.exitcode == 0
+        p.join(timeout=900)
+        assert p.exitcode == 0, f"{p.name} exit code {p.exitcode} (None: still running after 900 s)"
     (tmp_path / "stop").write_text("")
     for p in readers:
-        p.join(timeout=120)
-        assert p.exitcode == 0
+        p.join(timeout=600)
+        assert p.exitcode == 0, f"{p.name} exit code {p.exitcode}"
     assert all(int((tmp_path / f"reads{r}").read_text()) > 0 for r in range(2))
     _check(root, 4, 8)
     col = lakevec.PersistentClient(root).get_collection("shared", embedding_function=None)

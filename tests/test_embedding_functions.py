@@ -90,15 +90,16 @@ v = ef(["offline works"])
 print(loaded, len(v[0]))
 """
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "LAKEVEC_CACHE_DIR": str(tmp_path / "cache")}
-    runs = [
-        subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
-        for _ in range(2)
-    ]
-    for run in runs:
+    built = []
+    for _ in range(2):
+        run = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+        )
         assert run.returncode == 0, run.stderr
         assert run.stdout.split()[1] == "384"
-    assert list((tmp_path / "cache" / "onnx_models").glob("*.onnx"))
-    assert float(runs[1].stdout.split()[0]) < 1.0  # the cached graph loads well under a second
+        (graph,) = (tmp_path / "cache" / "onnx_models").glob("*.onnx")
+        built.append((graph.stat().st_ino, graph.stat().st_mtime_ns))
+    assert built[0] == built[1]  # the second process loaded the cached graph, it did not build one
 
 
 def test_missing_weights_say_how_to_install(tmp_path):

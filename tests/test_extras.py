@@ -51,7 +51,7 @@ def test_a_missing_extra_is_one_line_naming_it(case, tmp_path):
             print(f"{{type(exc).__name__}}: {{exc}}", file=sys.stderr)
             sys.exit(1)
     """)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert out.returncode == 1, out
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1, out.stderr
