@@ -244,10 +244,23 @@ class Client(AdminClient):
         existing = self._database_doc(self._catalog.read())["collections"].get(name)
         if existing is not None and get_or_create:
             return self._wrap(existing, embedding_function)
-        result = self._catalog.update(change)
-        if result is record:
-            self._engine(record).create(config)
+        # the collection's first version is written before the catalog names it, so a
+        # collection that another client can see always opens; a lost race deletes it
+        self._engine(record).create(config)
+        try:
+            result = self._catalog.update(change)
+        except BaseException:
+            self._discard(record)
+            raise
+        if result is not record:
+            self._discard(record)
         return self._wrap(result, embedding_function)
+
+    def _discard(self, record: dict) -> None:
+        """Remove a collection's files (one that no catalog names, or no longer does)."""
+        with self._engines_lock:
+            self._engines.pop(record["id"], None)
+        self._storage.delete_tree(self._storage.join(_directory(record)))
 
     def get_collection(
         self,
@@ -294,10 +307,7 @@ class Client(AdminClient):
                 raise NotFoundError(f"Collection [{name}] does not exist")
             return collections.pop(name)
 
-        record = self._catalog.update(change)
-        with self._engines_lock:
-            self._engines.pop(record["id"], None)
-        self._storage.delete_tree(self._storage.join(_directory(record)))
+        self._discard(self._catalog.update(change))
 
     def sql(self, query: str, params: list | None = None):
         """Run DuckDB SQL where every collection of this database is a view of its live rows

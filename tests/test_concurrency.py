@@ -251,3 +251,33 @@ def test_four_writers_readers_and_a_compaction(kind, tmp_path, request):
     got = col.get(ids=[f"w{w}-b{b}-1" for w in range(4) for b in range(8)], include=["metadatas"])
     assert all(m.get("updated") is not None for m in got["metadatas"])
     assert "compact" in [v["operation"] for v in col.versions()]
+
+
+def test_concurrent_get_or_create_returns_one_working_collection(root):
+    """Clients racing to get_or_create one name all get the same collection, and it opens at
+    once (its first version exists before the catalog names it); the losers leave no files."""
+    barrier = threading.Barrier(6)
+    got: list = []
+    errors: list[BaseException] = []
+
+    def create(i: int) -> None:
+        try:
+            client = lakevec.PersistentClient(root)
+            barrier.wait()
+            col = client.get_or_create_collection("raced", embedding_function=None)
+            col.add(ids=[f"t{i}"], embeddings=[[float(i), 0.0]])
+            got.append(str(col.id))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    assert not errors, errors
+    assert len(set(got)) == 1
+    col = lakevec.PersistentClient(root).get_collection("raced", embedding_function=None)
+    assert col.count() == 6
+    storage = col._engine.storage
+    assert storage.listdir(storage.join("collections")) == [got[0]]
