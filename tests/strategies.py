@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-KEYS = ["color", "n", "flag", "tags"]
+# "Color" beside "color": keys that differ only in case are different keys (DuckDB names are not)
+KEYS = ["color", "Color", "n", "flag", "tags"]
 WORDS = ["red", "green", "blue", "cat", "dog"]
 
 scalar_str = st.sampled_from(WORDS)

@@ -1,7 +1,9 @@
 """Chroma ``where`` / ``where_document`` -> one DuckDB boolean expression with bound parameters.
 
 The expression runs over the snapshot's row view, where every metadata (key, kind) is its own
-typed column ``"m:<field>"``. Values never enter the SQL text: each is a ``?`` parameter. Keys
+typed column, registered in DuckDB as ``_m<i>`` for field ``i`` (:func:`duckdb_table`): DuckDB
+matches identifiers case-insensitively, so keys ``g`` and ``G`` must not reach it as names.
+Values never enter the SQL text: each is a ``?`` parameter. Keys
 with no column yet compile to constants. The clauses are validated before compiling
 (:mod:`lakevec.write.validate`), so this module assumes well-formed input.
 """
@@ -9,6 +11,8 @@ with no column yet compile to constants. The clauses are validated before compil
 from __future__ import annotations
 
 from typing import Any
+
+import pyarrow as pa
 
 from lakevec.lake.manifest import MetadataField
 from lakevec.write.fragment import META_PREFIX
@@ -19,6 +23,17 @@ _COMPARE = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<=", "$eq": "="}
 
 def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def field_column(i: int) -> str:
+    """The DuckDB name of metadata field ``i``'s column."""
+    return f"_m{i}"
+
+
+def duckdb_table(rows: pa.Table, fields: tuple[MetadataField, ...]) -> pa.Table:
+    """``rows`` with each metadata column renamed to :func:`field_column` (zero-copy)."""
+    names = {META_PREFIX + f.name: field_column(i) for i, f in enumerate(fields)}
+    return rows.rename_columns([names.get(c, c) for c in rows.column_names])
 
 
 def _kinds_for(value: Any, lists: bool = False) -> tuple[str, ...]:
@@ -34,8 +49,8 @@ def _kinds_for(value: Any, lists: bool = False) -> tuple[str, ...]:
 class _Compiler:
     def __init__(self, fields: tuple[MetadataField, ...]) -> None:
         self.columns: dict[str, dict[str, str]] = {}
-        for f in fields:
-            self.columns.setdefault(f.key, {})[f.kind] = quote(META_PREFIX + f.name)
+        for i, f in enumerate(fields):
+            self.columns.setdefault(f.key, {})[f.kind] = field_column(i)
         self.params: list[Any] = []
 
     def _any(self, key: str, kinds: tuple[str, ...], make) -> str:

@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from lakevec.errors import InvalidArgumentError
 from lakevec.lake.manifest import MetadataField
-from lakevec.read.filter import compile_filter
+from lakevec.read.filter import compile_filter, duckdb_table
 from lakevec.read.snapshot import Snapshot
 from lakevec.read.sql_filter import rows_view_sql
 from lakevec.write.fragment import META_PREFIX
@@ -77,7 +77,7 @@ def select(
             params.append(offset)
         cur = con.cursor()
         try:
-            cur.register("t", table)
+            cur.register("t", duckdb_table(table, snap.manifest.fields))
             return cur.execute(sql, params).fetchnumpy()["_g"].astype(np.int64)
         except (
             duckdb.InvalidInputException,

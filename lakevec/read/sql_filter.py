@@ -15,8 +15,7 @@ import duckdb
 
 from lakevec.errors import InvalidArgumentError
 from lakevec.lake.manifest import MetadataField
-from lakevec.read.filter import quote
-from lakevec.write.fragment import META_PREFIX
+from lakevec.read.filter import field_column, quote
 
 _CHECKS = duckdb.connect(config={"enable_external_access": False})
 
@@ -61,6 +60,13 @@ _BASE = {"_g", "_seq", "_live", "id", "document", "uri"}
 
 
 def rows_view_sql(fields: tuple[MetadataField, ...]) -> str:
-    """The registered row view ``t`` with each metadata field also under its plain name."""
-    aliases = [f"{quote(META_PREFIX + f.name)} AS {quote(f.name)}" for f in fields if f.name not in _BASE]
+    """The registered row view ``t`` (:func:`~lakevec.read.filter.duckdb_table`) with each
+    metadata field under its plain name. DuckDB names are case-insensitive: of fields whose
+    names differ only in case, the first one keeps the name."""
+    taken = {name.lower() for name in _BASE}
+    aliases = []
+    for i, f in enumerate(fields):
+        if f.name.lower() not in taken:
+            taken.add(f.name.lower())
+            aliases.append(f"{field_column(i)} AS {quote(f.name)}")
     return "(SELECT " + ", ".join(["*", *aliases]) + " FROM t)"
