@@ -187,7 +187,10 @@ class Client(AdminClient):
         if not self.settings.allow_reset:
             raise AuthorizationError("Reset is disabled by config")
         with self._engines_lock:
+            engines = list(self._engines.values())
             self._engines.clear()
+        for engine in engines:  # no background fold may write into the tree being deleted
+            engine.indexer.stop(wait=True)
         self._storage.delete_tree(self._storage.root)
         if self._storage.local:
             os.makedirs(self._storage.root, exist_ok=True)

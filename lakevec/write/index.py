@@ -162,10 +162,15 @@ class Indexer:
         with self._fold_lock:
             self._head = None
 
-    def stop(self) -> None:
+    def stop(self, wait: bool = False) -> None:
+        """Stop the background threads (a fold in progress is abandoned); ``wait`` joins them."""
         self._stopping = True
         self._wake.set()
         self._merge_wake.set()
+        if wait:
+            for thread in (self._thread, self._merger):
+                if thread is not None and thread is not threading.current_thread():
+                    thread.join()
 
     # -- scheduling ----------------------------------------------------------------------
     def notify(self) -> None:
