@@ -32,9 +32,9 @@ demo: install
 test: install-test
 	$(BIN)/python -m pytest
 
-# the long runs: 100 kills per backend in the crash test
+# the long runs too: tests marked slow, and 100 kills per backend in the crash test
 test-full: install-test
-	LAKEVEC_CRASH_KILLS=100 $(BIN)/python -m pytest
+	LAKEVEC_CRASH_KILLS=100 $(BIN)/python -m pytest -m "slow or not slow"
 
 # Chroma's own test files (from the chromadb wheel) against `lakevec run` and `chroma run`;
 # their conftest needs pytest 8 and a few of Chroma's dev packages, so they get a venv of their own

@@ -222,7 +222,7 @@ def _compact_later(root: str) -> None:
         time.sleep(0.3)
 
 
-@pytest.mark.parametrize("kind", ["file", "s3"])
+@pytest.mark.parametrize("kind", ["file", pytest.param("s3", marks=pytest.mark.slow)])  # s3: ~70 s
 def test_four_writers_readers_and_a_compaction(kind, tmp_path, request):
     """4 writer processes (add, upsert of shared ids, delete, update), 2 reader processes and a
     compaction in the middle: nothing committed is lost, every read saw whole batches, no hang."""
