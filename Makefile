@@ -29,12 +29,14 @@ install-test: $(VENV)/.installed-test
 demo: install
 	$(BIN)/python -m lakevec.demo
 
+# two pytest workers: half the wall time on 2 cores (many tests wait on child processes and
+# moto's S3 server), and each worker holds half the suite's memory
 test: install-test
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 # the long runs too: tests marked slow, and 100 kills per backend in the crash test
 test-full: install-test
-	LAKEVEC_CRASH_KILLS=100 $(BIN)/python -m pytest -m "slow or not slow"
+	LAKEVEC_CRASH_KILLS=100 $(BIN)/python -m pytest -n 2 -m "slow or not slow"
 
 # Chroma's own test files (from the chromadb wheel) against `lakevec run` and `chroma run`;
 # their conftest needs pytest 8 and a few of Chroma's dev packages, so they get a venv of their own

@@ -185,6 +185,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     parser.add_argument("--child", nargs=3, metavar=("ROOT", "DIM", "CACHE_DIR"))
     parser.add_argument("--build", nargs=3, metavar=("DIR", "N", "DIM"))
+    parser.add_argument("--cold-runs", type=int, default=COLD_RUNS)
+    parser.add_argument(
+        "--settle", type=float, default=SETTLE_S, help="seconds of quiet before each cold run"
+    )
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(child(args.child[0], int(args.child[1]), args.child[2])))
@@ -221,14 +225,14 @@ def main(argv: list[str] | None = None) -> dict:
             result["local"] = run_child(str(local), args.dim, str(tmp / "unused-cache"), env)
             # cold runs repeat with a new, empty cache each time: the figure is noisy on a shared VM
             colds = []
-            for i in range(COLD_RUNS):
+            for i in range(args.cold_runs):
                 os.sync()
-                time.sleep(SETTLE_S)
+                time.sleep(args.settle)
                 colds.append(run_child(f"s3://{BUCKET}/root", args.dim, str(tmp / f"cache{i}"), env))
             result["s3_cold_runs_s"] = [c["cold_open_first_query_s"] for c in colds]
             result["s3_cold"] = min(colds, key=lambda c: c["cold_open_first_query_s"])
             result["s3_cold_median_s"] = float(np.median(result["s3_cold_runs_s"]))
-            shutil.copytree(tmp / f"cache{COLD_RUNS - 1}", tmp / "cache")
+            shutil.copytree(tmp / f"cache{args.cold_runs - 1}", tmp / "cache")
             # a second process with the cache filled by the first: cold process, warm cache
             result["s3_cached"] = run_child(f"s3://{BUCKET}/root", args.dim, str(tmp / "cache"), env)
     finally:
@@ -250,7 +254,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
     lines += [
         "",
-        f"Warm S3 / local p50 = {ratio:.2f}x. Cold open + first query over {COLD_RUNS} runs, each "
+        f"Warm S3 / local p50 = {ratio:.2f}x. Cold open + first query over {args.cold_runs} runs, each "
         f"with an empty cache: {result['s3_cold_runs_s']} s (median {result['s3_cold_median_s']:.2f} s). "
         f"Collection: {result['collection_mb']} MB on disk "
         f"(uploaded in {result['upload_s']} s). Requests on local disk are not counted (0). "

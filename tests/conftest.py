@@ -3,8 +3,11 @@ server on 127.0.0.1, reached through s3fs exactly as a real bucket would be)."""
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import logging
 import os
+import sys
 import threading
 import uuid
 
@@ -15,6 +18,20 @@ import lakevec
 
 ROOTS = ["file", "memory", "s3"]
 BUCKET = "lakevec-test"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _return_freed_memory():
+    """After each test module, collect cycles and hand glibc's freed heap back to the OS: the
+    embedding models (ours and Chroma's ONNX runner) and large test arrays free hundreds of MB
+    that glibc otherwise keeps mapped, and one pytest process runs every module in turn."""
+    yield
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):  # musl or another libc: nothing to trim
+            pass
 
 
 @pytest.fixture(scope="session")

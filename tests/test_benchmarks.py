@@ -79,7 +79,9 @@ def test_embed_benchmark_smoke(tmp_path):
 def test_s3_benchmark_smoke(tmp_path):
     from benchmarks import s3
 
-    result = s3.main(["--n", "600", "--dim", "8", "--out", str(tmp_path)])
+    result = s3.main(
+        ["--n", "600", "--dim", "8", "--cold-runs", "1", "--settle", "0", "--out", str(tmp_path)]
+    )
     assert result["s3_cold"]["cold_requests"] > 0 and result["s3_cached"]["cold_mb"] == 0
     assert result["local"]["warm_p50_ms"] > 0
     assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json", ".md"]

@@ -35,8 +35,8 @@ def fragment(path, n: int, dim: int, seed: int = 0) -> np.ndarray:
     seed=st.integers(0, 2**16),
 )
 def test_take_matches_a_full_read(tmp_path_factory, n, dim, seed):
-    if n * dim > 16_000_000:  # 64 MB of vectors: still several row groups at every dimension
-        n = 16_000_000 // dim
+    if n * dim > 8_000_000:  # 32 MB of vectors: several row groups at every dimension up to 384
+        n = 8_000_000 // dim
     path = tmp_path_factory.mktemp("v") / "f.parquet"
     emb = fragment(path, n, dim, seed)
     reader = RowVectors.open(str(path))
