@@ -82,7 +82,7 @@ def wait_indexed(root: Path, timeout: float = 300) -> None:
     to fold (folding here with ``wait_for_index`` would build the same index a second time, in
     a second process, while the server builds it)."""
     import lakevec
-    from lakevec.write.index import background_fold_rows
+    from lakevec.maintenance.indexer import background_fold_rows
 
     engine = lakevec.PersistentClient(str(root)).get_collection("bench", embedding_function=None)._engine
     deadline = time.monotonic() + timeout

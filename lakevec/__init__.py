@@ -1,12 +1,11 @@
 """lakevec: Chroma's collection API on open Parquet tables in your lake."""
 
-__version__ = "0.1.0"
-
-from lakevec.client import AdminClient, Client, EphemeralClient, PersistentClient  # noqa: E402
-from lakevec.collection import Collection  # noqa: E402
-from lakevec.config import Settings  # noqa: E402
-from lakevec.http_client import HttpClient  # noqa: E402
-from lakevec.types import GetResult  # noqa: E402
+from lakevec.client import AdminClient, Client, EphemeralClient, PersistentClient
+from lakevec.collection import Collection
+from lakevec.config import Settings
+from lakevec.http_client import HttpClient
+from lakevec.types import GetResult
+from lakevec.version import __version__
 
 __all__ = [
     "AdminClient",

@@ -21,8 +21,8 @@ from datetime import timedelta
 from typing import Any
 
 import lakevec
-from lakevec.catalog import DEFAULT_DATABASE, DEFAULT_TENANT
 from lakevec.errors import NotFoundError
+from lakevec.lake.catalog import DEFAULT_DATABASE, DEFAULT_TENANT
 
 
 def _client(args: argparse.Namespace) -> lakevec.PersistentClient:

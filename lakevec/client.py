@@ -10,8 +10,7 @@ import uuid
 import weakref
 from typing import Any
 
-from lakevec import __version__
-from lakevec.catalog import DEFAULT_DATABASE, DEFAULT_TENANT, Catalog
+from lakevec import validate as v
 from lakevec.collection import Collection
 from lakevec.config import Settings, collection_configuration, modified_configuration
 from lakevec.engine import CollectionEngine
@@ -23,10 +22,12 @@ from lakevec.errors import (
     UniqueConstraintError,
 )
 from lakevec.interop import sql_connection
+from lakevec.lake.catalog import DEFAULT_DATABASE, DEFAULT_TENANT, Catalog
 from lakevec.lake.storage import Storage
+from lakevec.maintenance.indexer import Indexer
 from lakevec.types import Database, Tenant
 from lakevec.utils.embedding_functions import DefaultEmbeddingFunction, resolve_embedding_function
-from lakevec.write import validate as v
+from lakevec.version import __version__
 
 _DEFAULT_EF = DefaultEmbeddingFunction()
 
@@ -163,7 +164,7 @@ class Client(AdminClient):
         if path is None and settings.is_persistent:
             path = settings.persist_directory
         super().__init__(settings, path=path, storage_options=storage_options, **storage)
-        self._engines: dict[str, CollectionEngine] = {}
+        self._engines: dict[str, tuple[CollectionEngine, Indexer]] = {}
         self._engines_lock = threading.Lock()
         self.tenant, self.database = DEFAULT_TENANT, DEFAULT_DATABASE
         self.set_tenant(tenant, database)
@@ -189,8 +190,8 @@ class Client(AdminClient):
         with self._engines_lock:
             engines = list(self._engines.values())
             self._engines.clear()
-        for engine in engines:  # no background fold may write into the tree being deleted
-            engine.indexer.stop(wait=True)
+        for _, indexer in engines:  # no background fold may write into the tree being deleted
+            indexer.stop(wait=True)
         self._storage.delete_tree(self._storage.root)
         if self._storage.local:
             os.makedirs(self._storage.root, exist_ok=True)
@@ -204,19 +205,21 @@ class Client(AdminClient):
             raise NotFoundError(f"Database [{self.database}] not found in tenant [{self.tenant}]")
         return db
 
-    def _engine(self, record: dict) -> CollectionEngine:
+    def _engine(self, record: dict) -> tuple[CollectionEngine, Indexer]:
+        """The collection's engine and its indexer, one pair per collection per client."""
         collection_id = record["id"]
         with self._engines_lock:
-            engine = self._engines.get(collection_id)
-            if engine is None:
+            pair = self._engines.get(collection_id)
+            if pair is None:
                 engine = CollectionEngine(self._storage, collection_id, record.get("dir"))
-                self._engines[collection_id] = engine
-            return engine
+                pair = self._engines[collection_id] = (engine, Indexer(engine))
+            return pair
 
     def _wrap(self, record: dict, embedding_function: Any) -> Collection:
         stored = (record.get("configuration") or {}).get("embedding_function")
         ef = resolve_embedding_function(record["name"], stored, embedding_function, _DEFAULT_EF)
-        return Collection(self, record, self._engine(record), ef, self.tenant, self.database)
+        engine, indexer = self._engine(record)
+        return Collection(self, record, engine, ef, self.tenant, self.database, indexer)
 
     def create_collection(
         self,
@@ -249,7 +252,7 @@ class Client(AdminClient):
             return self._wrap(existing, embedding_function)
         # the collection's first version is written before the catalog names it, so a
         # collection that another client can see always opens; a lost race deletes it
-        self._engine(record).create(config)
+        self._engine(record)[0].create(config)
         try:
             result = self._catalog.update(change)
         except BaseException:

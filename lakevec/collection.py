@@ -5,22 +5,33 @@ from __future__ import annotations
 import dataclasses
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import numpy as np
 import pyarrow as pa
 
 from lakevec import interop
+from lakevec import validate as v
 from lakevec.engine import CollectionEngine
 from lakevec.errors import InvalidArgumentError
 from lakevec.extras import require
+from lakevec.maintenance.compact import compact
+from lakevec.maintenance.indexer import Indexer
+from lakevec.maintenance.vacuum import vacuum
 from lakevec.types import GetResult, QueryResult
-from lakevec.write import validate as v
 from lakevec.write.embed import embed_documents
 
-if TYPE_CHECKING:
-    from lakevec.client import Client
+
+class Owner(Protocol):
+    """What a collection asks of the client that opened it (``Client`` or ``HttpClient``)."""
+
+    def _check_exists(self, collection: Collection) -> None: ...
+
+    def _modify_collection(
+        self, collection: Collection, name: Any, metadata: Any, configuration: Any
+    ) -> dict[str, Any]: ...
+
 
 _GET_DEFAULT = ["metadatas", "documents"]
 _QUERY_DEFAULT = ["metadatas", "documents", "distances"]
@@ -29,16 +40,18 @@ _QUERY_DEFAULT = ["metadatas", "documents", "distances"]
 class Collection:
     def __init__(
         self,
-        client: Client,
+        client: Owner,
         record: dict[str, Any],
         engine: CollectionEngine,
         embedding_function: Any,
         tenant: str,
         database: str,
+        indexer: Indexer | None = None,
     ) -> None:
         self._client = client
         self._record = record
         self._engine = engine
+        self._indexer = indexer  # None for read-only versions and HttpClient collections
         self._embedding_function = embedding_function
         self.tenant = tenant
         self.database = database
@@ -102,7 +115,7 @@ class Collection:
         images: Any,
     ) -> tuple[list[str], np.ndarray | None, list | None, list | None, list | None]:
         if self._engine.pinned_version is not None:
-            raise self._engine._read_only()
+            raise self._engine.read_only_error()
         if images is not None:
             raise InvalidArgumentError(f"images are not supported by lakevec in {op}.")
         ids = v.validate_ids(ids)
@@ -246,7 +259,7 @@ class Collection:
                 v.one_to_many(query_texts), len(v.one_to_many(query_texts)), field="query_texts"
             )
             query_embeddings = self._embed(texts, "query", query=True)
-        return self._engine.query(
+        result = self._engine.query(
             query_embeddings,
             n_results,
             ids=ids,
@@ -255,11 +268,21 @@ class Collection:
             include=include,
             hnsw=self.configuration["hnsw"],
             where_sql=where_sql,
-        )  # type: ignore[return-value]
+        )
+        return interop.QueryResult(result)  # type: ignore[return-value]
 
     def wait_for_index(self, timeout: float | None = None) -> None:
         """Block until every committed row is in an HNSW index (queries are exact meanwhile)."""
-        self._engine.wait_for_index(timeout)
+        if self._indexer is not None:
+            self._indexer.wait(timeout)
+
+    def _local(self, what: str) -> CollectionEngine:
+        """The engine, for the calls only a root opened in this process can serve."""
+        if not isinstance(self._engine, CollectionEngine):
+            raise NotImplementedError(
+                f"{what} is not available through HttpClient: open the root with PersistentClient for it"
+            )
+        return self._engine
 
     # -- lakehouse extras (not in Chroma's API) ---------------------------------------------
     def to_arrow(
@@ -431,7 +454,7 @@ class Collection:
         engine = self._engine.pinned(version)
         return Collection(
             self._client, self._record, engine, self._embedding_function, self.tenant, self.database
-        )
+        )  # no indexer: a version is read-only
 
     def vacuum(
         self,
@@ -447,7 +470,7 @@ class Collection:
             raise InvalidArgumentError(f"older_than must be a non-negative timedelta, got {older_than!r}")
         if not isinstance(keep_versions, int) or isinstance(keep_versions, bool) or keep_versions < 1:
             raise InvalidArgumentError(f"keep_versions must be an int >= 1, got {keep_versions!r}")
-        return dataclasses.asdict(self._engine.vacuum(float(seconds), keep_versions, dry_run))
+        return dataclasses.asdict(vacuum(self._local("vacuum"), float(seconds), keep_versions, dry_run))
 
     def compact(self, target_rows: int = 1_000_000) -> dict[str, Any]:
         """Rewrite small fragments and fragments with dead rows into fragments of up to
@@ -455,7 +478,10 @@ class Collection:
         everything. Concurrent writes are kept (the commit rebases over them)."""
         if not isinstance(target_rows, int) or isinstance(target_rows, bool) or target_rows < 1:
             raise InvalidArgumentError(f"target_rows must be a positive int, got {target_rows!r}")
-        return self._engine.compact(target_rows)
+        engine = self._local("compact")
+        if self._indexer is None:
+            raise engine.read_only_error()
+        return compact(self._indexer, target_rows)
 
     def stats(self) -> dict[str, Any]:
         """Version, retained versions, fragments, rows (live and dead), indexed fraction and
@@ -466,7 +492,7 @@ class Collection:
         """Make the rows of an older version the latest state, as a new commit (history is
         kept: the versions in between stay readable). Returns the new version number."""
         if self._engine.pinned_version is not None:
-            raise self._engine._read_only()
+            raise self._engine.read_only_error()
         return self._engine.restore(version)
 
     def peek(self, limit: int = 10) -> GetResult:
@@ -480,5 +506,5 @@ class Collection:
     ) -> None:
         """Rename, replace the metadata, or change the mutable parts of the configuration."""
         if self._engine.pinned_version is not None:
-            raise self._engine._read_only()
+            raise self._engine.read_only_error()
         self._record = self._client._modify_collection(self, name, metadata, configuration)

@@ -1,13 +1,14 @@
 """One collection's storage engine: its snapshot, its reads and its commit loop.
 
-A :class:`Collection` validates arguments and calls this; the server will too. Writers in other
-threads, processes or hosts are expected: every write re-plans on the newest version when it
-loses the race for the next one.
+A :class:`Collection` validates arguments and calls this. Writers in other threads, processes
+or hosts are expected: every write re-plans on the newest version when it loses the race for
+the next one. Background work (index folds, merges, compaction, vacuum) lives in
+:mod:`lakevec.maintenance`, which drives an engine through ``commit_transform`` and hears of
+new rows through ``on_commit``.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import weakref
@@ -19,18 +20,15 @@ import numpy as np
 from usearch.index import Index
 
 from lakevec.errors import CommitFailedError, InvalidArgumentError, NotFoundError, corrupt
-from lakevec.interop import QueryResult
 from lakevec.lake.log import VersionLog, backoff
 from lakevec.lake.manifest import Manifest
+from lakevec.lake.snapshot import VECTORS, FragmentCache, Snapshot
 from lakevec.lake.storage import Storage
-from lakevec.lake.vacuum import referenced
 from lakevec.read.query import FilterCache, query_result, search
 from lakevec.read.rows import get_result, select
-from lakevec.read.snapshot import VECTORS, FragmentCache, Snapshot
+from lakevec.validate import validate_query_embeddings
 from lakevec.write.commit import Written, discard, write_and_commit
-from lakevec.write.index import Indexer
 from lakevec.write.plan import Change, plan_add, plan_delete, plan_upsert
-from lakevec.write.validate import validate_query_embeddings
 
 MAX_ATTEMPTS = 64
 # newest version of each collection any engine of this process has seen: two clients in one
@@ -59,9 +57,8 @@ class CollectionEngine:
         self._filters = FilterCache()
         self._indexes: dict[str, Index] = {}
         self._indexes_lock = threading.Lock()
-        self.indexer = Indexer(self)
-        # LAKEVEC_AUTO_INDEX=0 leaves indexing to wait_for_index() (bulk loads, measurements)
-        self.auto_index = os.environ.get("LAKEVEC_AUTO_INDEX", "1") != "0"
+        # called after each commit that added fragments (the indexer schedules a fold)
+        self.on_commit: list[Callable[[], None]] = []
 
     # -- lifecycle -----------------------------------------------------------------------
     def create(self, config: dict[str, Any]) -> None:
@@ -74,7 +71,7 @@ class CollectionEngine:
         pass ``fresh=True`` and always probe."""
         if self.pinned_version is not None:
             if fresh:
-                raise self._read_only()
+                raise self.read_only_error()
             assert self._snapshot is not None
             return self._snapshot
         with self._lock:
@@ -144,8 +141,9 @@ class CollectionEngine:
                     for path, rows in written.deletes.items():
                         self.cache.put_deletes(path, rows)
                     self._install(manifest)
-                    if self.auto_index and written.entries:
-                        self.indexer.notify()
+                    if written.entries:
+                        for hook in self.on_commit:
+                            hook()
                     return change.result
                 prior = written
                 backoff(attempt)
@@ -253,12 +251,12 @@ class CollectionEngine:
         allowed = self._filters.allowed(snap, self._con, ids, where, where_document, where_sql)
         later: list[str] = []
         hits = search(snap, self._open_indexes(snap, later), queries, k, allowed, hnsw)
-        result = QueryResult(query_result(snap, hits, include))
+        result = query_result(snap, hits, include)
         self.storage.prefetch(later)  # in the background, once this query has its answer
         return result
 
     # -- time travel ---------------------------------------------------------------------
-    def _read_only(self) -> InvalidArgumentError:
+    def read_only_error(self) -> InvalidArgumentError:
         return InvalidArgumentError(
             f"this collection is opened at version {self.pinned_version}, which is read-only; "
             "write through the collection itself, or restore(version) to make that state the latest"
@@ -317,27 +315,12 @@ class CollectionEngine:
         assert manifest is not None
         return manifest.version
 
-    def vacuum(self, older_than: float, keep_versions: int, dry_run: bool):
-        if self.pinned_version is not None:
-            raise self._read_only()
-        from lakevec.lake.vacuum import vacuum
-
-        return vacuum(self, older_than, keep_versions, dry_run)
-
-    def compact(self, target_rows: int) -> dict[str, Any]:
-        if self.pinned_version is not None:
-            raise self._read_only()
-        from lakevec.write.compact import compact
-
-        with self.indexer._fold_lock, self.indexer._merge_lock:  # no background fold or merge
-            return compact(self, target_rows)
-
     def stats(self) -> dict[str, Any]:
         m = self.snapshot().manifest
         rows = sum(f.rows for f in m.fragments)
         live = m.live_rows
         indexed = sum(f.live_rows for f in m.fragments if f.index)
-        extra = referenced(m) - {f.path for f in m.fragments}  # indexes and deletion files
+        extra = m.files() - {f.path for f in m.fragments}  # indexes and deletion files
         versions = [
             n for n in self.storage.listdir(self.log.directory) if n.startswith("v") and n.endswith(".json")
         ]
@@ -355,12 +338,3 @@ class CollectionEngine:
             "bytes": sum(f.bytes for f in m.fragments)
             + sum(self.storage.size(self.cache.path(p)) for p in extra),
         }
-
-    def wait_for_index(self, timeout: float | None = None) -> None:
-        """Index every committed row, inline (the background thread may be doing the same)."""
-        if self.pinned_version is not None:
-            return
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.indexer.step(force=True):
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError("indexing did not catch up in time")

@@ -14,11 +14,10 @@ from typing import Any
 import numpy as np
 
 from lakevec import errors
-from lakevec.catalog import DEFAULT_DATABASE, DEFAULT_TENANT
 from lakevec.collection import Collection
 from lakevec.errors import InvalidArgumentError, LakevecError
 from lakevec.extras import require
-from lakevec.interop import QueryResult
+from lakevec.lake.catalog import DEFAULT_DATABASE, DEFAULT_TENANT
 from lakevec.types import Database, Tenant
 from lakevec.utils.embedding_functions import DefaultEmbeddingFunction, resolve_embedding_function
 
@@ -150,10 +149,7 @@ class RemoteEngine:
         result = self._read("query", body, where_sql, include)
         if result.get("embeddings") is not None:
             result["embeddings"] = [np.asarray(e, dtype=np.float32) for e in result["embeddings"]]
-        return QueryResult(result)
-
-    def wait_for_index(self, timeout: float | None = None) -> None:
-        """The server indexes in the background; there is nothing to wait for here."""
+        return result
 
     def __getattr__(self, name: str) -> Any:
         raise NotImplementedError(

@@ -13,17 +13,18 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from lakevec.engine import CollectionEngine
 from lakevec.extras import require
+from lakevec.lake.schema import META_PREFIX
+from lakevec.lake.snapshot import Snapshot
 from lakevec.read.filter import quote
 from lakevec.read.rows import select
-from lakevec.read.snapshot import Snapshot
-from lakevec.write.fragment import META_PREFIX, metadata_columns
+from lakevec.write.fragment import metadata_columns
 
 if TYPE_CHECKING:
     import pandas
     import polars
 
-    from lakevec.engine import CollectionEngine
 
 TABLE_INCLUDE = ("documents", "uris", "metadatas", "embeddings")
 

@@ -45,7 +45,7 @@ def test_compact_keeps_results_and_drops_dead_rows(root):
 
 
 def test_compact_rebases_over_concurrent_writes(tmp_path, monkeypatch):
-    from lakevec.write import compact as compact_module
+    from lakevec.maintenance import compact as compact_module
 
     root = str(tmp_path / "root")
     col = lakevec.PersistentClient(root).create_collection("cmp", embedding_function=None)
@@ -126,7 +126,7 @@ def test_compaction_and_writers_in_separate_processes_lose_nothing(tmp_path):
 def test_background_folds_tier_indexes_and_compact_merges_them(tmp_path, monkeypatch):
     """While writes go on, an index stops growing at HEAD_MAX_ROWS and the next rows start a
     new one (no fold rewrites a large index); compact() merges the tiers into one index."""
-    from lakevec.write import index as index_module
+    from lakevec.maintenance import indexer as index_module
 
     monkeypatch.setattr(index_module, "HEAD_MAX_ROWS", 300)
     monkeypatch.setattr(index_module, "FOLD_MIN_ROWS", 50)
@@ -135,7 +135,7 @@ def test_background_folds_tier_indexes_and_compact_merges_them(tmp_path, monkeyp
     rng = np.random.default_rng(5)
     for b in range(12):
         col.add(ids=[f"r{b}-{i}" for i in range(100)], embeddings=rng.random((100, 4)))
-        while col._engine.indexer.step(force=False):
+        while col._indexer.step(force=False):
             pass
     sizes = index_module.index_rows(col._engine.snapshot().manifest)
     assert len(sizes) >= 3 and max(sizes.values()) <= 300 + 100
@@ -155,7 +155,7 @@ def test_background_folds_wait_for_a_pause_in_the_writes(tmp_path, monkeypatch):
     The indexer's clock is a fake one that sleeping advances, so no timing is measured."""
     import types
 
-    from lakevec.write import index as index_module
+    from lakevec.maintenance import indexer as index_module
 
     clock = types.SimpleNamespace(now=1024.0, slept=[])  # values exact in binary
     fake_time = types.SimpleNamespace(
@@ -167,7 +167,7 @@ def test_background_folds_wait_for_a_pause_in_the_writes(tmp_path, monkeypatch):
     monkeypatch.setattr(index_module, "FOLD_MAX_TAIL", 250)
     monkeypatch.setenv("LAKEVEC_AUTO_INDEX", "0")
     col = lakevec.PersistentClient(str(tmp_path)).create_collection("quiet", embedding_function=None)
-    indexer = col._engine.indexer
+    indexer = col._indexer
     col.add(ids=[f"a{i}" for i in range(100)], embeddings=np.random.default_rng(0).random((100, 4)))
     indexer._last_write = clock.now - 0.25  # a commit 0.25 s ago
     assert indexer._settled()

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 import lakevec
-from lakevec.write.merge import MERGE_COUNT
+from lakevec.maintenance.merge import MERGE_COUNT
 
 
 def test_many_small_adds_are_merged_without_changing_results(root):
     col = lakevec.PersistentClient(root).create_collection("small", embedding_function=None)
-    col._engine.auto_index = False  # merge only when asked, so the test sees the before state
+    col._engine.on_commit.clear()  # merge only when asked, so the test sees the before state
     rng = np.random.default_rng(0)
     for b in range(3 * MERGE_COUNT):
         col.add(

@@ -46,7 +46,7 @@ def test_exact_path_matches_brute_force(client, space):
     col = client.create_collection(
         f"q-{space}", configuration={"hnsw": {"space": space}}, embedding_function=None
     )
-    col._engine.auto_index = False
+    col._engine.on_commit.clear()
     x = clustered(600, 8)
     metas = [{"i": i, "cat": ["red", "blue", "green"][i % 3]} for i in range(600)]
     for start in range(0, 600, 150):  # several fragments
@@ -261,7 +261,7 @@ def test_a_fold_that_lost_to_another_indexer_commits_nothing(tmp_path, monkeypat
     col.wait_for_index()  # the other indexer wins
     version, files = engine.snapshot().version, sorted((tmp_path / "collections").rglob("*.usearch"))
     tail = [i for i, e in enumerate(stale.manifest.fragments) if e.index is None]
-    assert engine.indexer._fold(stale, tail, None)
+    assert col._indexer._fold(stale, tail, None)
     assert engine.snapshot().version == version
     assert sorted((tmp_path / "collections").rglob("*.usearch")) == files
     assert col.query(query_embeddings=clustered(1, 8), n_results=3)["ids"][0]
@@ -278,7 +278,7 @@ def test_background_folds_of_two_processes_do_not_build_the_same_index(tmp_path,
     import sys
     import time
 
-    from lakevec.write import index as index_module
+    from lakevec.maintenance import indexer as index_module
 
     monkeypatch.setenv("LAKEVEC_AUTO_INDEX", "0")
     col = lakevec.PersistentClient(str(tmp_path)).create_collection("lease", embedding_function=None)
@@ -297,7 +297,7 @@ def test_background_folds_of_two_processes_do_not_build_the_same_index(tmp_path,
     claim = {"host": socket.gethostname(), "pid": pid, "time": since}
     lease.write_text("{not json" if holder == "unreadable" else json.dumps(claim))
 
-    folded = engine.indexer.fold(force=False)
+    folded = col._indexer.fold(force=False)
     indexed = all(e.index for e in engine.snapshot().manifest.fragments)
     if holder == "live":
         assert not folded and not indexed and lease.exists()
@@ -321,7 +321,7 @@ def test_an_engine_nobody_uses_is_freed_with_its_threads(monkeypatch):
         "freed", embedding_function=None
     )
     col.add(ids=["a", "b"], embeddings=[[1.0, 2.0], [3.0, 4.0]])  # starts both threads
-    indexer = col._engine.indexer
+    indexer = col._indexer
     threads = [indexer._thread, indexer._merger]
     assert all(t is not None and t.is_alive() for t in threads)
     engine = weakref.ref(col._engine)
@@ -358,7 +358,7 @@ def test_process_exits_cleanly_while_indexing(tmp_path):
 
 
 def test_vectors_are_reloaded_after_eviction(client):
-    from lakevec.read.snapshot import VECTORS
+    from lakevec.lake.snapshot import VECTORS
 
     col = client.create_collection("evict", embedding_function=None)
     x = clustered(3000, 16)

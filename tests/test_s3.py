@@ -46,7 +46,7 @@ def test_fragments_read_by_duckdb_and_polars_without_lakevec(s3_root, s3_server)
     import s3fs
 
     col = _fill(s3_root)
-    col._engine.indexer.stop()
+    col._indexer.stop()
     expected = col.to_arrow(include=["documents", "metadatas"]).sort_by("id")
     manifest = col._engine.snapshot().manifest
     directory = col._engine.directory
@@ -116,7 +116,7 @@ print(json.dumps(out))
 
 def test_cold_process_queries_then_serves_from_cache(s3_root, tmp_path):
     col = _fill(s3_root)
-    col._engine.wait_for_index()
+    col.wait_for_index()
     expected = col.query(
         query_embeddings=np.random.default_rng(1).random((1, 8), dtype=np.float32), n_results=5
     )

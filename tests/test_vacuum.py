@@ -11,7 +11,7 @@ import pytest
 
 import lakevec
 from lakevec.errors import InvalidArgumentError, NotFoundError
-from lakevec.lake.vacuum import FILE_DIRS, referenced
+from lakevec.lake.manifest import FILE_DIRS
 
 
 def _files(col) -> set[str]:
@@ -40,15 +40,15 @@ def test_vacuum_removes_unneeded_files_and_keeps_results(root):
     q = np.random.default_rng(1).random((3, 4))
     hits = col.query(query_embeddings=q, n_results=7)
     latest = col._engine.snapshot().manifest
-    assert _files(col) > referenced(latest)  # superseded deletion files, fragments, indexes
+    assert _files(col) > latest.files()  # superseded deletion files, fragments, indexes
 
     planned = col.vacuum(older_than=timedelta(0), dry_run=True)
     assert planned["deleted_files"] and planned["kept_versions"] == [latest.version]
-    assert _files(col) > referenced(latest)  # a dry run deletes nothing
+    assert _files(col) > latest.files()  # a dry run deletes nothing
 
     done = col.vacuum(older_than=timedelta(0))
     assert sorted(done["deleted_files"]) == sorted(planned["deleted_files"])
-    assert _files(col) == referenced(latest)
+    assert _files(col) == latest.files()
     assert [v["version"] for v in col.versions()] == [latest.version]
     for reader in (col, lakevec.PersistentClient(root).get_collection("vac", embedding_function=None)):
         after = reader.get(include=["embeddings", "metadatas"])

@@ -1,4 +1,4 @@
-"""Reading a few rows' vectors straight from fragment files (lakevec.read.vectors)."""
+"""Reading a few rows' vectors straight from fragment files (lakevec.lake.vectors)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lakevec.read.vectors import RowVectors
-from lakevec.write.fragment import embeddings_of, write_parquet
+from lakevec.lake.schema import embeddings_of, write_parquet
+from lakevec.lake.vectors import RowVectors
 
 
 def fragment(path, n: int, dim: int, seed: int = 0) -> np.ndarray:

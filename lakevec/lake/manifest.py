@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 FORMAT_VERSION = 1
+#: a collection's file directories (beside ``versions/``): fragments, deletion files, indexes
+FILE_DIRS = ("data", "deletes", "index")
 
 #: metadata value kinds; each (key, kind) pair is one typed Parquet field
 KINDS = ("str", "int", "float", "bool", "list_str", "list_int", "list_float", "list_bool")
@@ -61,6 +63,17 @@ class Manifest:
     @property
     def live_rows(self) -> int:
         return sum(f.live_rows for f in self.fragments)
+
+    def files(self) -> set[str]:
+        """Every file this version reads (relative to the collection directory)."""
+        out = set()
+        for f in self.fragments:
+            out.add(f.path)
+            if f.deletes:
+                out.add(f.deletes)
+            if f.index:
+                out.add(f.index)
+        return out
 
     def child(self, operation: str, **changes: Any) -> Manifest:
         """The next version built on this one."""

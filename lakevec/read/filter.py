@@ -5,7 +5,7 @@ typed column, registered in DuckDB as ``_m<i>`` for field ``i`` (:func:`duckdb_t
 matches identifiers case-insensitively, so keys ``g`` and ``G`` must not reach it as names.
 Values never enter the SQL text: each is a ``?`` parameter. Keys
 with no column yet compile to constants. The clauses are validated before compiling
-(:mod:`lakevec.write.validate`), so this module assumes well-formed input.
+(:mod:`lakevec.validate`), so this module assumes well-formed input.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from lakevec.lake.manifest import MetadataField
-from lakevec.write.fragment import META_PREFIX
+from lakevec.lake.schema import META_PREFIX
 
 _NUMERIC = ("int", "float")
 _COMPARE = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<=", "$eq": "="}

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakevec.lake.manifest import MetadataField
-from lakevec.write.fragment import META_PREFIX, numbers
+from lakevec.lake.schema import META_PREFIX, numbers
 
 _NUMERIC = ("int", "float")
 _COMPARE = {

@@ -11,10 +11,11 @@ import duckdb
 import numpy as np
 from usearch.index import Index
 
+from lakevec.lake.schema import dicts_from_columns
+from lakevec.lake.snapshot import Snapshot
 from lakevec.read.mask import where_mask
-from lakevec.read.rows import dicts_from_columns, select
+from lakevec.read.rows import select
 from lakevec.read.search import Hits, exact_search, hnsw_search, merge_hits, positions_of, prefer_exact
-from lakevec.read.snapshot import Snapshot
 
 
 class Allowed:

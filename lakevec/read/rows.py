@@ -6,39 +6,12 @@ from typing import Any
 
 import duckdb
 import numpy as np
-import pyarrow as pa
 
 from lakevec.errors import InvalidArgumentError
-from lakevec.lake.manifest import MetadataField
+from lakevec.lake.schema import metadata_dicts
+from lakevec.lake.snapshot import Snapshot
 from lakevec.read.filter import compile_filter, duckdb_table
-from lakevec.read.snapshot import Snapshot
 from lakevec.read.sql_filter import rows_view_sql
-from lakevec.write.fragment import META_PREFIX
-
-
-def metadata_dicts(table: pa.Table, fields: tuple[MetadataField, ...]) -> list[dict | None]:
-    """One dict per row (None when a row has no metadata), keys with their stored types."""
-    n = table.num_rows
-    columns = {}
-    for f in fields:
-        column = table.column(META_PREFIX + f.name) if META_PREFIX + f.name in table.column_names else None
-        if column is not None and column.null_count < n:
-            columns[META_PREFIX + f.name] = column.to_pylist()
-    return dicts_from_columns(columns, fields, n)
-
-
-def dicts_from_columns(
-    columns: dict[str, list], fields: tuple[MetadataField, ...], n: int
-) -> list[dict | None]:
-    out: list[dict[str, Any]] = [{} for _ in range(n)]
-    for f in fields:
-        values = columns.get(META_PREFIX + f.name)
-        if values is None:
-            continue
-        for row, value in zip(out, values):
-            if value is not None:
-                row[f.key] = value
-    return [row or None for row in out]
 
 
 def select(

@@ -17,12 +17,12 @@ found them, and a row that is deleted or fails the filter is never returned.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from usearch.index import Index
 
-from lakevec.read.snapshot import Snapshot
+from lakevec.lake.snapshot import Group, Snapshot
 
 EXACT_NS = 0.42e-6  # ms per (row x dimension): 100k x 384 exact ~ 16 ms
 HNSW_MS = 0.8  # one HNSW query on 100k x 384 at ef 64-100
@@ -121,50 +121,6 @@ def rerank(snap: Snapshot, space: str, queries: np.ndarray, hits: Hits) -> Hits:
     order = np.argsort(dist, axis=1, kind="stable")
     rows = np.arange(len(order))[:, None]
     return Hits(positions[rows, order], dist[rows, order])
-
-
-@dataclass
-class Group:
-    """The fragments of a snapshot that one index holds, and how its keys map to positions."""
-
-    path: str
-    fragments: list[int]
-    bases: np.ndarray  # sorted key bases
-    rows: np.ndarray
-    offsets: np.ndarray  # position of each fragment's row 0
-
-    shift: int | None = field(init=False)  # position - key for every key, when one number does
-
-    def __post_init__(self) -> None:
-        # the fragments follow each other both in the index and in the snapshot (as they do
-        # until a compaction reorders them): a key's position is the key plus one number
-        follow = np.array_equal(self.bases[1:], self.bases[:-1] + self.rows[:-1])
-        same = np.array_equal(self.offsets[1:] - self.bases[1:], self.offsets[:-1] - self.bases[:-1])
-        self.shift = int(self.offsets[0] - self.bases[0]) if len(self.bases) and follow and same else None
-
-
-def groups_of(snap: Snapshot) -> tuple[list[Group], list[int]]:
-    """Index groups of the snapshot, and the unindexed tail (fragment indices)."""
-    by_path: dict[str, list[int]] = {}
-    tail = []
-    for i, entry in enumerate(snap.manifest.fragments):
-        if entry.index is None:
-            tail.append(i)
-        else:
-            by_path.setdefault(entry.index, []).append(i)
-    groups = []
-    for path, frags in by_path.items():
-        frags.sort(key=lambda i: snap.manifest.fragments[i].index_base)
-        groups.append(
-            Group(
-                path,
-                frags,
-                np.array([snap.manifest.fragments[i].index_base for i in frags], dtype=np.int64),
-                np.array([snap.manifest.fragments[i].rows for i in frags], dtype=np.int64),
-                np.array([snap.offsets[i] for i in frags], dtype=np.int64),
-            )
-        )
-    return groups, tail
 
 
 def positions_of(snap: Snapshot, fragments: list[int]) -> np.ndarray:

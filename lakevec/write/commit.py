@@ -19,9 +19,10 @@ import pyarrow.compute as pc
 from lakevec.errors import InvalidDimensionException
 from lakevec.lake.log import VersionLog
 from lakevec.lake.manifest import FragmentEntry, Manifest
+from lakevec.lake.schema import deletion_bytes, write_parquet
+from lakevec.lake.snapshot import FragmentCache, Snapshot
 from lakevec.lake.storage import Storage
-from lakevec.read.snapshot import FragmentCache, Snapshot
-from lakevec.write.fragment import build_table, deletion_bytes, write_parquet
+from lakevec.write.fragment import build_table
 from lakevec.write.plan import Change
 
 # A batch with more vectors than this is written as several fragments, encoded side by side

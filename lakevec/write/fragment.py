@@ -1,33 +1,16 @@
-"""Records -> an Arrow table with the row schema -> a Parquet fragment; deletion files.
-
-Row schema: ``id`` string, ``document`` string, ``uri`` string, ``embedding``
-fixed_size_list<float32>[dim], ``metadata`` struct with one typed field per (key, kind), and
-``_seq``, the row's insertion order (kept across updates, so reads order rows as Chroma does).
-"""
+"""Validated records -> an Arrow table with the row schema (:mod:`lakevec.lake.schema`):
+metadata dicts become one typed column per (key, kind)."""
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from lakevec.lake.manifest import MetadataField
-
-SCALAR_TYPES: dict[str, pa.DataType] = {
-    "str": pa.string(),
-    "int": pa.int64(),
-    "float": pa.float64(),
-    "bool": pa.bool_(),
-}
-ARROW_TYPES: dict[str, pa.DataType] = {
-    **SCALAR_TYPES,
-    **{f"list_{k}": pa.list_(t) for k, t in SCALAR_TYPES.items()},
-}
-META_PREFIX = "m:"  # flattened metadata columns in memory: "m:<field name>"
+from lakevec.lake.schema import ARROW_TYPES, from_numpy, strings
 
 
 @dataclass
@@ -163,107 +146,3 @@ def build_table(
         columns["metadata"] = pa.StructArray.from_arrays([meta[k] for k in order], names=order)
     columns["_seq"] = from_numpy(batch.seq.astype(np.int64, copy=False))
     return pa.table(columns), fields
-
-
-def from_numpy(values: np.ndarray) -> pa.Array:
-    """A zero-copy Arrow array over a numeric numpy array (``pa.array`` imports pandas to
-    check for its types: 0.2 s of a process that never needs it)."""
-    values = np.ascontiguousarray(values)
-    kind = pa.from_numpy_dtype(values.dtype)
-    return pa.Array.from_buffers(kind, len(values), [None, pa.py_buffer(values)])
-
-
-def strings(values: list[str | None] | pa.Array) -> pa.Array:
-    """A string column from a list, or an Arrow array as it is (a table import's columns)."""
-    return values if isinstance(values, pa.Array) else pa.array(values, type=pa.string())
-
-
-def required_vectors(table: pa.Table) -> pa.Table:
-    """The vector column declared without nulls (list and values): Parquet then encodes it
-    without per-value definition levels (pyarrow: 1.76x on 100k x 384 vectors alone, 1.16x
-    beside an id column), and readers see the same fixed_size_list<float32>. Tables holding a
-    null vector stay as they are."""
-    i = table.schema.get_field_index("embedding")
-    if i < 0:
-        return table
-    column = table.column(i)
-    kind = pa.list_(pa.field("element", pa.float32(), nullable=False), column.type.list_size)
-    if column.type == kind and not table.schema.field(i).nullable:
-        return table
-    if column.null_count or any(chunk.values.null_count for chunk in column.chunks):
-        return table
-    return table.set_column(i, pa.field("embedding", kind, nullable=False), column.cast(kind))
-
-
-def _bulk_pool() -> pa.MemoryPool:
-    """The pool for Parquet encoding and import scans, whose large buffers come and go:
-    jemalloc where the build has it. mimalloc, Arrow's default, kept them resident (1M-row
-    import from Polars: 100 MB more peak RSS; a Parquet scan alone: 1,054 -> 537-687 MB RSS
-    and 4.0 -> 2.8 s)."""
-    try:
-        return pa.jemalloc_memory_pool()
-    except NotImplementedError:
-        return pa.default_memory_pool()
-
-
-BULK_POOL = _bulk_pool()
-
-
-def write_parquet(table: pa.Table, sink: pa.NativeFile) -> None:
-    # zstd gains ~9% on float vectors for 2x the write time; text and metadata compress well
-    compression = {name: "none" if name == "embedding" else "zstd" for name in table.column_names}
-    pq.write_table(
-        required_vectors(table),
-        sink,
-        compression=compression,
-        use_dictionary=False,
-        write_statistics=["id", "_seq"],
-        # the writer holds about two copies of a row group's vectors (values and levels):
-        # 8k rows keep that near 25 MB per writer thread instead of 120 MB, at the same speed
-        row_group_size=8 * 1024,
-        memory_pool=BULK_POOL,
-    )
-
-
-def flatten(table: pa.Table) -> pa.Table:
-    """The in-memory shape readers cache: no embeddings, metadata fields as ``m:<name>`` columns."""
-    cols = {name: table.column(name) for name in ("id", "document", "uri", "_seq")}
-    if "metadata" in table.column_names:
-        struct = table.column("metadata").combine_chunks()
-        # flatten() folds a null struct into its children (a merged fragment may have some)
-        for field, child in zip(struct.type, struct.flatten()):
-            cols[META_PREFIX + field.name] = child
-    return pa.table(cols)
-
-
-def numbers(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """A numeric or boolean Arrow array as numpy, zero-copy where it can be (``to_numpy``
-    imports pandas, 0.2-0.3 s of a cold process)."""
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
-    if array.null_count or not pa.types.is_primitive(array.type):
-        return array.to_numpy(zero_copy_only=False)
-    if pa.types.is_boolean(array.type):  # bit-packed: one byte per value
-        return numbers(array.cast(pa.uint8())).view(np.bool_)
-    dtype = np.dtype(array.type.to_pandas_dtype())
-    return np.frombuffer(
-        array.buffers()[1], dtype=dtype, count=len(array), offset=array.offset * dtype.itemsize
-    )
-
-
-def embeddings_of(table: pa.Table) -> np.ndarray:
-    column = table.column("embedding").combine_chunks()
-    dim = column.type.list_size
-    return numbers(column.flatten()).reshape(-1, dim)  # flatten() honours slicing
-
-
-def deletion_bytes(rows: np.ndarray) -> bytes:
-    sink = io.BytesIO()
-    table = pa.table({"row": pa.array(np.sort(rows).astype(np.uint32))})
-    with pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue()
-
-
-def read_deletion(data: bytes) -> np.ndarray:
-    return numbers(pa.ipc.open_file(pa.BufferReader(data)).read_all().column("row"))

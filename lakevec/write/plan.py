@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from lakevec.read.rows import metadata_dicts
-from lakevec.read.snapshot import Snapshot
-from lakevec.write.fragment import ColumnarMetadata, RowBatch, numbers
+from lakevec.lake.schema import metadata_dicts, numbers
+from lakevec.lake.snapshot import Snapshot
+from lakevec.write.fragment import ColumnarMetadata, RowBatch
 
 
 @dataclass

@@ -16,7 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakevec.errors import InvalidArgumentError
-from lakevec.write.fragment import ARROW_TYPES, BULK_POOL, ColumnarMetadata, numbers
+from lakevec.lake.schema import ARROW_TYPES, BULK_POOL, numbers
+from lakevec.write.fragment import ColumnarMetadata
 
 _FORMATS = {
     ".parquet": "parquet",

@@ -13,15 +13,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from lakevec.engine import CollectionEngine
 from lakevec.lake.log import version_name
-from lakevec.lake.manifest import Manifest
-
-if TYPE_CHECKING:
-    from lakevec.engine import CollectionEngine
-
-FILE_DIRS = ("data", "deletes", "index")
+from lakevec.lake.manifest import FILE_DIRS
 
 
 @dataclass
@@ -33,19 +28,10 @@ class VacuumResult:
     dry_run: bool = False
 
 
-def referenced(manifest: Manifest) -> set[str]:
-    out = set()
-    for f in manifest.fragments:
-        out.add(f.path)
-        if f.deletes:
-            out.add(f.deletes)
-        if f.index:
-            out.add(f.index)
-    return out
-
-
 def vacuum(engine: CollectionEngine, older_than: float, keep_versions: int, dry_run: bool) -> VacuumResult:
     """``older_than`` in seconds; ``keep_versions`` >= 1."""
+    if engine.pinned_version is not None:
+        raise engine.read_only_error()
     cutoff = time.time() - older_than
     latest = engine.snapshot(fresh=True).version
     manifests = engine.manifests()
@@ -53,7 +39,7 @@ def vacuum(engine: CollectionEngine, older_than: float, keep_versions: int, dry_
     kept = [m for m in manifests if m.version in newest or m.timestamp >= cutoff]
     needed: set[str] = set()
     for m in kept:
-        needed |= referenced(m)
+        needed |= m.files()
     result = VacuumResult(kept_versions=[m.version for m in kept], dry_run=dry_run)
 
     storage = engine.storage

@@ -3,7 +3,7 @@
 Re-ranking an HNSW query needs the float32 vectors of a few dozen candidates. Decoding a whole
 ``fixed_size_list`` column from Parquet runs at ~150-200 MB/s on this machine (0.35 s per 64 MiB
 fragment), so a cold process paid seconds for 40 vectors. lakevec writes the vector column
-uncompressed and PLAIN-encoded (``write/fragment.py``), so each data page ends with its rows'
+uncompressed and PLAIN-encoded (``lake/schema.py``), so each data page ends with its rows'
 float32 values back to back: knowing where each page starts (its header, read once per file)
 locates any row's vector in a memory map of the file. Files laid out otherwise (compressed,
 dictionary-encoded, rows spanning pages, nulls) are recognised and read the ordinary way.

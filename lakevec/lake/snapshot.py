@@ -14,6 +14,7 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -23,9 +24,7 @@ import pyarrow.parquet as pq
 
 from lakevec.errors import corrupt
 from lakevec.lake.manifest import FragmentEntry, Manifest
-from lakevec.lake.storage import Storage
-from lakevec.read.vectors import RowVectors
-from lakevec.write.fragment import (
+from lakevec.lake.schema import (
     ARROW_TYPES,
     META_PREFIX,
     embeddings_of,
@@ -34,6 +33,8 @@ from lakevec.write.fragment import (
     read_deletion,
     strings,
 )
+from lakevec.lake.storage import Storage
+from lakevec.lake.vectors import RowVectors
 
 _BASE_COLUMNS = ("id", "document", "uri", "_seq")
 
@@ -93,7 +94,7 @@ SPARSE_ROWS = 256  # at most this many rows (or 1/8 of a fragment) are read with
 class FragmentData:
     """What readers keep of one fragment: its flattened columns and its id hash index; its
     vectors live in :data:`VECTORS` once a reader needed many of them, and a few are read
-    straight from the file (:mod:`lakevec.read.vectors`) until then."""
+    straight from the file (:mod:`lakevec.lake.vectors`) until then."""
 
     def __init__(
         self,
@@ -366,10 +367,8 @@ class Snapshot:
         return self.in_order(np.flatnonzero(self.live))
 
     @cached_property
-    def search_groups(self):
-        """Index groups and the unindexed tail (see :func:`lakevec.read.search.groups_of`)."""
-        from lakevec.read.search import groups_of
-
+    def search_groups(self) -> tuple[list[Group], list[int]]:
+        """Index groups and the unindexed tail (see :func:`groups_of`)."""
         return groups_of(self)
 
     def in_order(self, positions: np.ndarray) -> np.ndarray:
@@ -453,3 +452,47 @@ class Snapshot:
             sel = frag == i
             out[sel] = self.fragments[i].take(rows[sel])
         return out
+
+
+@dataclass
+class Group:
+    """The fragments of a snapshot that one index holds, and how its keys map to positions."""
+
+    path: str
+    fragments: list[int]
+    bases: np.ndarray  # sorted key bases
+    rows: np.ndarray
+    offsets: np.ndarray  # position of each fragment's row 0
+
+    shift: int | None = field(init=False)  # position - key for every key, when one number does
+
+    def __post_init__(self) -> None:
+        # the fragments follow each other both in the index and in the snapshot (as they do
+        # until a compaction reorders them): a key's position is the key plus one number
+        follow = np.array_equal(self.bases[1:], self.bases[:-1] + self.rows[:-1])
+        same = np.array_equal(self.offsets[1:] - self.bases[1:], self.offsets[:-1] - self.bases[:-1])
+        self.shift = int(self.offsets[0] - self.bases[0]) if len(self.bases) and follow and same else None
+
+
+def groups_of(snap: Snapshot) -> tuple[list[Group], list[int]]:
+    """Index groups of the snapshot, and the unindexed tail (fragment indices)."""
+    by_path: dict[str, list[int]] = {}
+    tail = []
+    for i, entry in enumerate(snap.manifest.fragments):
+        if entry.index is None:
+            tail.append(i)
+        else:
+            by_path.setdefault(entry.index, []).append(i)
+    groups = []
+    for path, frags in by_path.items():
+        frags.sort(key=lambda i: snap.manifest.fragments[i].index_base)
+        groups.append(
+            Group(
+                path,
+                frags,
+                np.array([snap.manifest.fragments[i].index_base for i in frags], dtype=np.int64),
+                np.array([snap.manifest.fragments[i].rows for i in frags], dtype=np.int64),
+                np.array([snap.offsets[i] for i in frags], dtype=np.int64),
+            )
+        )
+    return groups, tail

@@ -11,18 +11,14 @@ its own operation.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lakevec.engine import CollectionEngine
 from lakevec.lake.manifest import Manifest
+from lakevec.lake.snapshot import Snapshot
 from lakevec.write.commit import write_fragment
-
-if TYPE_CHECKING:
-    from lakevec.engine import CollectionEngine
-    from lakevec.read.snapshot import Snapshot
 
 SMALL_ROWS = 8192
 MERGE_COUNT = 8

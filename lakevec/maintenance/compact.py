@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from lakevec.engine import CollectionEngine
 from lakevec.lake.manifest import Manifest
+from lakevec.lake.schema import deletion_bytes
+from lakevec.maintenance.indexer import GROUP_MAX_ROWS, Indexer, stale_indexes
+from lakevec.maintenance.merge import live_rows
 from lakevec.write.commit import write_fragment
 from lakevec.write.embed import progress_bar
-from lakevec.write.fragment import deletion_bytes
-from lakevec.write.merge import live_rows
-
-if TYPE_CHECKING:
-    from lakevec.engine import CollectionEngine
+from lakevec.write.index import index_rows
 
 TARGET_ROWS = 1_000_000  # rows per compacted fragment
 DEAD_FRACTION = 0.1  # rewrite a fragment once more than this fraction of its rows is dead
@@ -31,18 +31,23 @@ STALE_INDEX = 0.3  # rebuild an index once this fraction of its keys no longer p
 ATTEMPTS = 5
 
 
-def compact(engine: CollectionEngine, target_rows: int = TARGET_ROWS) -> dict[str, Any]:
-    report = {"fragments_before": 0, "fragments_after": 0, "rows_dropped": 0, "indexes_rebuilt": 0}
-    for _ in range(ATTEMPTS):
-        outcome = _compact_once(engine, target_rows)
-        if outcome is not None:
-            report.update(outcome)
-            break
-    report["indexes_rebuilt"] = _drop_stale_indexes(engine)
-    report["indexes_merged"] = _merge_indexes(engine)
-    engine.wait_for_index()
-    report["fragments_after"] = len(engine.snapshot().manifest.fragments)
-    return report
+def compact(indexer: Indexer, target_rows: int = TARGET_ROWS) -> dict[str, Any]:
+    """Compact the indexer's collection; no background fold or merge runs meanwhile."""
+    engine = indexer.engine
+    if engine.pinned_version is not None:
+        raise engine.read_only_error()
+    with indexer.paused():
+        report = {"fragments_before": 0, "fragments_after": 0, "rows_dropped": 0, "indexes_rebuilt": 0}
+        for _ in range(ATTEMPTS):
+            outcome = _compact_once(engine, target_rows)
+            if outcome is not None:
+                report.update(outcome)
+                break
+        report["indexes_rebuilt"] = _drop_stale_indexes(indexer)
+        report["indexes_merged"] = _merge_indexes(indexer)
+        indexer.wait()
+        report["fragments_after"] = len(engine.snapshot().manifest.fragments)
+        return report
 
 
 def _compact_once(engine: CollectionEngine, target_rows: int) -> dict[str, Any] | None:
@@ -114,20 +119,15 @@ def _compact_once(engine: CollectionEngine, target_rows: int) -> dict[str, Any] 
     return result
 
 
-def _drop_stale_indexes(engine: CollectionEngine) -> int:
+def _drop_stale_indexes(indexer: Indexer) -> int:
     """Detach fragments from indexes whose keys are mostly dead, so the indexer builds fresh
     ones (rows stay searchable exactly meanwhile). Returns how many indexes were dropped."""
-    from lakevec.write.index import stale_indexes
-
-    m = engine.snapshot(fresh=True).manifest
-    stale = stale_indexes(engine, m, STALE_INDEX)
-    if not stale:
-        return 0
-
-    return _detach(engine, stale)
+    m = indexer.engine.snapshot(fresh=True).manifest
+    stale = stale_indexes(indexer.engine, m, STALE_INDEX)
+    return _detach(indexer, stale) if stale else 0
 
 
-def _detach(engine: CollectionEngine, indexes: set[str]) -> int:
+def _detach(indexer: Indexer, indexes: set[str]) -> int:
     """Commit the fragments of ``indexes`` as unindexed, for the indexer to fold again."""
 
     def transform(current: Manifest) -> Manifest:
@@ -137,18 +137,16 @@ def _detach(engine: CollectionEngine, indexes: set[str]) -> int:
         ]
         return current.child("compact", fragments=tuple(fragments))
 
-    engine.commit_transform(transform)
-    engine.indexer.forget_head()
+    indexer.engine.commit_transform(transform)
+    indexer.forget_head()
     return len(indexes)
 
 
-def _merge_indexes(engine: CollectionEngine) -> int:
+def _merge_indexes(indexer: Indexer) -> int:
     """Detach the fragments of the smaller indexes (those that fit beside the largest within
     GROUP_MAX_ROWS), so the inline fold that follows adds their rows to the largest index:
     the size tiers that ingest leaves behind become one index. Returns how many were merged."""
-    from lakevec.write.index import GROUP_MAX_ROWS, index_rows
-
-    sizes = index_rows(engine.snapshot(fresh=True).manifest)
+    sizes = index_rows(indexer.engine.snapshot(fresh=True).manifest)
     if len(sizes) < 2:
         return 0
     order = sorted(sizes, key=lambda p: sizes[p], reverse=True)
@@ -158,4 +156,4 @@ def _merge_indexes(engine: CollectionEngine) -> int:
         if sizes[path] <= room:
             merged.add(path)
             room -= sizes[path]
-    return _detach(engine, merged) if merged else 0
+    return _detach(indexer, merged) if merged else 0

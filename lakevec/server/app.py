@@ -9,7 +9,7 @@ queries on a local root run on the event loop.
 
 Embeddings arrive as JSON lists or, as the client sends them once ``pre-flight-checks``
 advertises ``supports_base64_encoding``, as base64 of little-endian float32: decoded with numpy,
-not parsed as JSON numbers (:mod:`lakevec.server_wire` holds the codec and the guard).
+not parsed as JSON numbers (:mod:`lakevec.server.wire` holds the codec and the guard).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import json
 import os
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from lakevec.extras import missing, require
@@ -31,12 +30,12 @@ try:
 except ImportError as exc:
     raise missing("fastapi", "lakevec run") from exc
 
-from lakevec import __version__
 from lakevec.client import AdminClient, Client
 from lakevec.collection import Collection
 from lakevec.config import Settings
 from lakevec.errors import AuthorizationError, InvalidArgumentError, LakevecError, NotFoundError
-from lakevec.server_wire import (
+from lakevec.server.config import ServerConfig
+from lakevec.server.wire import (
     Guard,
     decode_embeddings,
     error_response,
@@ -44,21 +43,7 @@ from lakevec.server_wire import (
     jsonable,
     parse_body,
 )
-
-TOKEN_VARIABLES = ("LAKEVEC_AUTH_TOKEN", "CHROMA_SERVER_AUTHN_CREDENTIALS")
-
-
-@dataclass
-class ServerConfig:
-    """What ``lakevec run`` serves and its limits (every one of them configurable)."""
-
-    root: str
-    token: str | None = None
-    allow_reset: bool = False
-    storage_options: dict[str, Any] | None = None
-    max_body_bytes: int = 256 << 20
-    max_batch_size: int = 50_000
-    max_n_results: int = 100_000
+from lakevec.version import __version__
 
 
 class Service:
@@ -431,7 +416,7 @@ def serve(config: ServerConfig, host: str = "127.0.0.1", port: int = 8000, worke
     if workers > 1:
         os.environ[_CONFIG_VARIABLE] = json.dumps(dataclasses.asdict(config))
         uvicorn.run(
-            "lakevec.server:app_from_environment",
+            "lakevec.server.app:app_from_environment",
             factory=True,
             workers=workers,
             host=host,
@@ -441,10 +426,3 @@ def serve(config: ServerConfig, host: str = "127.0.0.1", port: int = 8000, worke
         )
         return
     uvicorn.run(create_app(config), host=host, port=port, log_level="warning", access_log=False)
-
-
-def token_from_environment() -> str | None:
-    for name in TOKEN_VARIABLES:
-        if os.environ.get(name):
-            return os.environ[name]
-    return None

@@ -1,6 +1,6 @@
 """What ``lakevec run`` puts on and takes off the wire: the JSON codec, Chroma's error bodies,
 base64 vectors, request bodies, and the ASGI guard in front of every route (token, body size,
-and the query fast path). The routes themselves are in :mod:`lakevec.server`."""
+and the query fast path). The routes themselves are in :mod:`lakevec.server.app`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import binascii
 import hmac
 import json
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -27,9 +27,7 @@ from lakevec.errors import (
     InvalidUUIDError,
     LakevecError,
 )
-
-if TYPE_CHECKING:
-    from lakevec.server import ServerConfig
+from lakevec.server.config import ServerConfig
 
 #: chromadb's names for the classes it maps back from an error body (chromadb.errors.error_types)
 CHROMA_NAMES = {

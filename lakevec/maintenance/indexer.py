@@ -1,0 +1,392 @@
+"""The indexer: builds HNSW indexes after the commits that added the rows, in the background
+and for callers that wait (``wait_for_index``, ``compact``).
+
+Index keys are fragment rows plus a base (:mod:`lakevec.write.index`). The indexer folds the
+unindexed tail into an open index by *adding* the tail's vectors to it (usearch grows a graph in
+place), saves it under a new immutable name, and commits a manifest that points the fragments
+at it. Queries search each index once and the small unindexed tail exactly.
+
+Indexes are tiered by size. Every fold rewrites the index it extends, so while writes go on
+(background folds) an index grows to ``HEAD_MAX_ROWS`` and the next rows start a new one: a fold
+never writes more than that, and a collection's ingest does not slow as it grows. Folds that a
+caller waits for (``wait_for_index``, ``compact``) grow an index up to ``GROUP_MAX_ROWS``, and
+``compact`` merges the smaller indexes into the largest, so queries search few indexes.
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+from usearch.index import Index
+
+from lakevec.engine import CollectionEngine
+from lakevec.lake.manifest import Manifest
+from lakevec.maintenance.merge import merge_small
+from lakevec.write.index import index_rows, new_index
+
+FOLD_MIN_ROWS = 4096  # a smaller tail is searched exactly until wait_for_index()
+FOLD_MAX_TAIL = 50_000  # never leave more than this for exact search while writes go on
+QUIET_SECONDS = 0.2  # background folds wait for a pause this long in a stream of writes
+HEAD_MAX_ROWS = 262_144  # background folds start a new index past this many rows
+LEASE_SECONDS = 300.0  # a background fold's claim on its tail; an older claim is taken over
+GROUP_MAX_ROWS = 2_000_000  # inline folds (wait_for_index, compact) grow an index up to this
+
+
+def stale_indexes(engine: CollectionEngine, manifest: Manifest, threshold: float) -> set[str]:
+    """Indexes in which more than ``threshold`` of the keys no longer point at a live row."""
+    live: dict[str, int] = {}
+    for e in manifest.fragments:
+        if e.index:
+            live[e.index] = live.get(e.index, 0) + e.live_rows
+    opened = engine._open_indexes(engine.snapshot())
+    return {
+        path for path, rows in live.items() if len(opened[path]) and 1 - rows / len(opened[path]) > threshold
+    }
+
+
+_RUNNING: weakref.WeakSet[Indexer] = weakref.WeakSet()
+
+
+class _Stopped(Exception):
+    """The process is exiting: a fold in progress is abandoned (nothing was committed)."""
+
+
+@atexit.register
+def _stop_all() -> None:
+    """Stop background folds before the interpreter goes away under usearch's native threads."""
+    indexers = list(_RUNNING)
+    for indexer in indexers:
+        indexer.stop()
+    for indexer in indexers:
+        for thread in (indexer._thread, indexer._merger):
+            if thread is not None:
+                thread.join(timeout=30)
+
+
+BACKGROUND_NICE = 10  # background folds and merges yield the CPU to the caller's writes and reads
+
+
+def _background_priority() -> None:
+    """Lower this thread's scheduling priority (Linux: threads are tasks with their own nice
+    value, inherited by the threads usearch starts from it), so a long background fold does not
+    slow the ``add`` calls it runs beside. Elsewhere a no-op."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+    except (AttributeError, OSError):
+        pass
+
+
+def _serve(indexer: weakref.ref[Indexer], wake: threading.Event, work: Callable[[Indexer], None]) -> None:
+    """A background thread: ``work`` after each wake-up. It holds its indexer only while it
+    works, so the thread keeps no engine alive; it ends when the indexer stops or is freed."""
+    _background_priority()
+    while True:
+        wake.wait()
+        wake.clear()
+        current = indexer()
+        if current is None or current._stopping:
+            return
+        work(current)
+        del current
+
+
+def _wake_all(*events: threading.Event) -> None:
+    for event in events:
+        event.set()
+
+
+@dataclasses.dataclass
+class _Head:
+    """The index the indexer last wrote, kept in memory so extending it costs no reload."""
+
+    path: str
+    index: Index
+    next_key: int
+
+
+class Indexer:
+    """Builds indexes for one collection, in a background thread and/or inline. It listens to
+    its engine's commits unless ``LAKEVEC_AUTO_INDEX=0`` (bulk loads, measurements), which
+    leaves indexing to :meth:`wait`."""
+
+    def __init__(self, engine: CollectionEngine) -> None:
+        self.engine = engine
+        if os.environ.get("LAKEVEC_AUTO_INDEX", "1") != "0":
+            engine.on_commit.append(self.notify)
+        self._fold_lock = threading.RLock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._head: _Head | None = None
+        self._stopping = False
+        self.last_error: BaseException | None = None
+        # small fragments are merged on their own thread, so they do not pile up behind a long
+        # fold; a fold announces the fragments it is indexing and merges leave those alone
+        self._merge_lock = threading.RLock()
+        self._merge_wake = threading.Event()
+        self._merger: threading.Thread | None = None
+        self._folding: frozenset[str] = frozenset()
+        self._threads = 0
+        self._last_write = 0.0
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Index every committed row, inline (the background thread may be doing the same)."""
+        if self.engine.pinned_version is not None:
+            return
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.step(force=True):
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError("indexing did not catch up in time")
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """No background fold or merge runs inside this block (compaction)."""
+        with self._fold_lock, self._merge_lock:
+            yield
+
+    def forget_head(self) -> None:
+        """Start the next fold from the manifest, not from the index kept in memory."""
+        with self._fold_lock:
+            self._head = None
+
+    def stop(self, wait: bool = False) -> None:
+        """Stop the background threads (a fold in progress is abandoned); ``wait`` joins them."""
+        self._stopping = True
+        self._wake.set()
+        self._merge_wake.set()
+        if wait:
+            for thread in (self._thread, self._merger):
+                if thread is not None and thread is not threading.current_thread():
+                    thread.join()
+
+    # -- scheduling ----------------------------------------------------------------------
+    def notify(self) -> None:
+        """Called after every commit: the background thread decides whether to fold."""
+        if self._stopping:
+            return
+        self._last_write = time.monotonic()
+        if self._thread is None:
+            me = weakref.ref(self)
+            self._thread = threading.Thread(
+                target=_serve,
+                args=(me, self._wake, Indexer._fold_pending),
+                name="lakevec-indexer",
+                daemon=True,
+            )
+            self._merger = threading.Thread(
+                target=_serve,
+                args=(me, self._merge_wake, Indexer._merge_pending),
+                name="lakevec-merger",
+                daemon=True,
+            )
+            # an engine nobody uses any more is freed, and its threads end with it
+            weakref.finalize(self, _wake_all, self._wake, self._merge_wake)
+            _RUNNING.add(self)
+            self._thread.start()
+            self._merger.start()
+        self._wake.set()
+        self._merge_wake.set()
+
+    def _merge_pending(self) -> None:
+        try:
+            while not self._stopping and self.merge():
+                pass
+        except BaseException as exc:  # the fold thread and wait_for_index merge too
+            self.last_error = exc
+
+    def merge(self) -> bool:
+        """Merge small fragments that no fold is indexing; True if a merge was committed."""
+        with self._merge_lock:
+            return merge_small(self.engine, exclude=self._folding)
+
+    def _fold_pending(self) -> None:
+        try:
+            while self._settled() and self.step(force=False):
+                pass
+            self.last_error = None
+        except _Stopped:
+            pass
+        except BaseException as exc:  # keep serving; wait_for_index redoes the work inline and raises
+            self.last_error = exc
+
+    def _settled(self) -> bool:
+        """Wait out a stream of writes (a fold competes with them for the cores and the GIL,
+        and adding 1,000 rows to an index costs more than committing them) unless its tail
+        already holds FOLD_MAX_TAIL rows; False if the indexer is stopping."""
+        while not self._stopping:
+            idle = time.monotonic() - self._last_write
+            if idle >= QUIET_SECONDS:
+                return True
+            manifest = self.engine.snapshot().manifest
+            if sum(e.live_rows for e in manifest.fragments if e.index is None) >= FOLD_MAX_TAIL:
+                return True
+            time.sleep(QUIET_SECONDS - idle)
+        return False
+
+    def step(self, *, force: bool) -> bool:
+        """One unit of background work: merge small fragments, else fold the tail into an index."""
+        with self._fold_lock:
+            if self.merge():
+                return True
+            return self.fold(force=force)
+
+    # -- one fold ------------------------------------------------------------------------
+    def fold(self, *, force: bool) -> bool:
+        """Add unindexed fragments to an index (see the module's tiers); True if it did work
+        (committed, or found that another process had indexed that tail first)."""
+        with self._fold_lock:
+            with self._merge_lock:  # no merge half way: the tail is taken from a settled version
+                snap = self.engine.snapshot()
+                manifest = snap.manifest
+                tail = [i for i, e in enumerate(manifest.fragments) if e.index is None and e.live_rows > 0]
+                if not tail or manifest.dimension is None:
+                    return False
+                self._folding = frozenset(manifest.fragments[i].id for i in tail)
+            cap = GROUP_MAX_ROWS if force else HEAD_MAX_ROWS
+            sizes = index_rows(manifest)
+            least = 1 if force else background_fold_rows(manifest)
+            # extend the largest index with room for a fold, else start a new one
+            open_ = [path for path, rows in sizes.items() if rows + least <= cap]
+            head_path = max(open_, key=lambda p: sizes[p]) if open_ else None
+            tail = _fill(tail, manifest, cap - sizes.get(head_path, 0) if head_path else cap)
+            if sum(manifest.fragments[i].rows for i in tail) < least:
+                self._folding = frozenset()
+                return False
+            # a background fold claims its tail, so the other processes writing this root (the
+            # workers of `lakevec run --workers N`) do not build the same index at the same time;
+            # a caller that waits (wait_for_index, compact) folds regardless
+            lease = None if force else self._claim(manifest.fragments[tail[0]].id)
+            if lease is False:
+                self._folding = frozenset()
+                return False
+            self._folding = frozenset(manifest.fragments[i].id for i in tail)
+
+            # a background fold leaves one core to the writers; an inline one (wait_for_index,
+            # compact) has the caller waiting and uses them all
+            self._threads = 0 if force else max(1, (os.cpu_count() or 2) - 1)
+            try:
+                return self._fold(snap, tail, head_path)
+            except BaseException:
+                self._head = None  # the in-memory copy may hold uncommitted rows
+                raise
+            finally:
+                self._folding = frozenset()
+                if lease:
+                    self.engine.storage.delete(lease)
+
+    def _claim(self, first: str) -> str | bool:
+        """Claim the tail that starts at fragment ``first`` for this process's background fold:
+        the lease's path, or False while another live process holds it. A claim expires after
+        LEASE_SECONDS, or at once when its process (on this host) has exited."""
+        storage = self.engine.storage
+        path = self.engine.cache.path(f"leases/fold-{first}.json")
+        claim = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}).encode()
+        if storage.put_if_absent(path, claim):
+            return path
+        try:
+            held = json.loads(storage.read_bytes(path))
+            live = time.time() - float(held["time"]) < LEASE_SECONDS and _alive(held["host"], held["pid"])
+        except (OSError, ValueError, KeyError, TypeError):  # released in between, or unreadable
+            live = False
+        if live:
+            return False
+        storage.delete(path)
+        return path if storage.put_if_absent(path, claim) else False
+
+    def _fold(self, snap, tail: list[int], head_path: str | None) -> bool:
+        manifest = snap.manifest
+        hnsw = manifest.config["hnsw"]
+        head = self._open_head(head_path, manifest.dimension, hnsw)
+        bases: dict[str, int] = {}
+        key = head.next_key
+        for i in tail:
+            entry, frag = manifest.fragments[i], snap.fragments[i]
+            rows = np.arange(entry.rows, dtype=np.int64)
+            if snap.dead[i] is not None:
+                rows = np.setdiff1d(rows, snap.dead[i])
+            vectors = np.ascontiguousarray(frag.embeddings[rows])
+            head.index.add(key + rows, vectors, threads=self._threads, progress=self._keep_going)
+            if self._stopping:
+                raise _Stopped
+            bases[entry.id] = key
+            key += entry.rows
+        relative = f"index/{uuid.uuid4().hex}.usearch"
+        storage = self.engine.storage
+        storage.write_new(self.engine.cache.path(relative), head.index.save())
+        members = {e.id for e in manifest.fragments if head_path is not None and e.index == head_path}
+
+        def point(m: Manifest) -> Manifest | None:
+            fragments, folded = [], False
+            for e in m.fragments:
+                if e.id in bases and e.index is None:
+                    e = dataclasses.replace(e, index=relative, index_base=bases[e.id])
+                    folded = True
+                elif e.id in members and e.index == head_path:
+                    e = dataclasses.replace(e, index=relative)
+                fragments.append(e)
+            # another process indexed (or compacted) these rows first: nothing left to commit
+            return m.child("index", fragments=tuple(fragments)) if folded else None
+
+        if self.engine.commit_transform(point) is None:
+            storage.delete(self.engine.cache.path(relative))
+            self._head = None
+            return True  # the tail moved on: look again
+        self._head = _Head(relative, head.index, key)
+        return True
+
+    def _keep_going(self, done, total):  # usearch checks these annotations as real types
+        return not self._stopping
+
+    _keep_going.__annotations__ = {"done": int, "total": int, "return": bool}
+
+    def _open_head(self, path: str | None, dim: int, hnsw: dict[str, Any]) -> _Head:
+        if path is None:
+            return _Head("", new_index(dim, hnsw), 0)
+        if self._head is not None and self._head.path == path:
+            return self._head
+        data = self.engine.storage.read_immutable(self.engine.cache.path(path))
+        index = Index.restore(data)  # a private, writable copy
+        keys = index.keys
+        next_key = int(np.max(np.asarray(keys))) + 1 if len(index) else 0
+        return _Head(path, index, next_key)
+
+
+def _alive(host: str, pid: int) -> bool:
+    """Whether process ``pid`` of ``host`` may still run (another host's: assumed so)."""
+    if host != socket.gethostname() or os.name == "nt":  # Windows' os.kill(pid, 0) sends Ctrl-C
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def background_fold_rows(manifest: Manifest) -> int:
+    """The fewest unindexed rows a background fold takes on: a smaller tail is searched exactly
+    until more rows come or wait_for_index() folds it."""
+    return min(FOLD_MAX_TAIL, max(FOLD_MIN_ROWS, sum(index_rows(manifest).values()) // 8))
+
+
+def _fill(tail: list[int], manifest: Manifest, room: int) -> list[int]:
+    """The tail fragments, oldest first, that fit in ``room`` rows (at least one)."""
+    taken, rows = [], 0
+    for i in tail:
+        if taken and rows + manifest.fragments[i].rows > room:
+            break
+        taken.append(i)
+        rows += manifest.fragments[i].rows
+    return taken
