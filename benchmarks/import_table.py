@@ -1,7 +1,7 @@
 """Bulk import benchmark: ``Collection.add_table`` against LanceDB's ``tbl.add`` on the same data.
 
-    python benchmarks/import_table.py                    # 1,000,000 x 384 (the issue's setting)
-    python benchmarks/import_table.py --n 20000 --out /tmp/x   # a smoke run
+    python -m benchmarks import                    # 1,000,000 x 384 (the issue's setting)
+    python -m benchmarks import --n 20000 --out /tmp/x   # a smoke run
 
 Every (system, source) pair runs in its own process, so peak RSS (ru_maxrss) is that import's
 alone. Sources: a Parquet file (streamed) and a Polars DataFrame already in memory (its size is
@@ -111,9 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
         return {}
 
     systems = args.systems.split(",")
-    result = header(
-        "import", "import_table.py", argv, n=args.n, dim=args.dim, repeat=args.repeat, all_runs=[]
-    )
+    result = header("import", argv, n=args.n, dim=args.dim, repeat=args.repeat, all_runs=[])
     tmp = Path(tempfile.mkdtemp(prefix="lakevec-import-"))
     try:
         data = tmp / "input.parquet"

@@ -1,7 +1,7 @@
 """Ingest and filtered-get benchmark: lakevec against chromadb on the same data, in one run.
 
-    python benchmarks/ingest.py                 # 100,000 x 384, batches of 5,000 (the issue's setting)
-    python benchmarks/ingest.py --n 2000 --systems lakevec --out /tmp/x   # a smoke run
+    python -m benchmarks ingest                 # 100,000 x 384, batches of 5,000 (the issue's setting)
+    python -m benchmarks ingest --n 2000 --systems lakevec --out /tmp/x   # a smoke run
 
 Writes benchmarks/results/<date>-<machine>-ingest.{json,md}: every figure, versions, the command.
 """
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     data = make_data(args.n, args.dim)
-    result = header("ingest", "ingest.py", argv, n=args.n, dim=args.dim, batch=args.batch)
+    result = header("ingest", argv, n=args.n, dim=args.dim, batch=args.batch)
     result["systems"] = {}
     for system in args.systems.split(","):
         print(f"running {system} ...", flush=True)

@@ -1,7 +1,7 @@
 """Many small writes, then compaction and vacuum.
 
-    python benchmarks/maintenance.py                  # 1,000,000 x 384 in batches of 1,000
-    python benchmarks/maintenance.py --n 5000 --out /tmp/x   # a smoke run
+    python -m benchmarks maintenance                  # 1,000,000 x 384 in batches of 1,000
+    python -m benchmarks maintenance --n 5000 --out /tmp/x   # a smoke run
 
 Ingests clustered 384-d vectors batch by batch with the automatic policy on (small fragments
 merged, the background indexer folding), recording every batch's time; then measures query QPS
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     import lakevec
 
-    result = header("maintenance", "maintenance.py", argv, n=args.n, dim=args.dim, batch=args.batch)
+    result = header("maintenance", argv, n=args.n, dim=args.dim, batch=args.batch)
     tmp = Path(tempfile.mkdtemp(prefix="lakevec-maint-"))
     rng = np.random.default_rng(0)
     centers = rng.standard_normal((100, args.dim)).astype(np.float32)

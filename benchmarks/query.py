@@ -1,7 +1,7 @@
 """Query benchmark: lakevec vs chromadb vs raw usearch on the same data, in one run.
 
-    python benchmarks/query.py                       # 100,000 x 384, clustered and uniform
-    python benchmarks/query.py --n 5000 --queries 50 --datasets clustered --systems lakevec,usearch
+    python -m benchmarks query                       # 100,000 x 384, clustered and uniform
+    python -m benchmarks query --n 5000 --queries 50 --datasets clustered --systems lakevec,usearch
 
 Measures, per system: ingest until searchable with an index (lakevec: first add ->
 wait_for_index; chromadb: add, which builds its HNSW inline; usearch: one Index.add), then
@@ -218,9 +218,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--systems", default="lakevec,chromadb,usearch")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args(argv)
-    result = header(
-        "query", "query.py", argv, n=args.n, dim=args.dim, k=args.k, queries=args.queries, reps=args.reps
-    )
+    result = header("query", argv, n=args.n, dim=args.dim, k=args.k, queries=args.queries, reps=args.reps)
     result["datasets"] = {}
     for ds in args.datasets.split(","):
         x = embeddings(args.n, args.dim, ds, seed=0)

@@ -1,7 +1,7 @@
 """An S3-hosted collection against the same collection on local disk.
 
-    python benchmarks/s3.py                      # 200,000 x 384 (the issue's setting)
-    python benchmarks/s3.py --n 5000 --out /tmp/x   # a smoke run
+    python -m benchmarks s3                      # 200,000 x 384 (the issue's setting)
+    python -m benchmarks s3 --n 5000 --out /tmp/x   # a smoke run
 
 moto's S3 server runs in its own process on 127.0.0.1. The collection is built and indexed once
 on local disk, then its files are uploaded to a bucket, so both copies are the same. Each
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> dict:
         build(args.build[0], int(args.build[1]), int(args.build[2]))
         return {}
 
-    result = header("s3", "s3.py", argv, n=args.n, dim=args.dim, queries=QUERIES)
+    result = header("s3", argv, n=args.n, dim=args.dim, queries=QUERIES)
     tmp = Path(tempfile.mkdtemp(prefix="lakevec-s3-"))
     try:
         with moto_s3() as (env, fs):

@@ -1,7 +1,7 @@
 """`lakevec run` against `chroma run`, both driven by the official chromadb HttpClient.
 
-    python benchmarks/server.py                        # 50,000 x 384 (the issue's setting)
-    python benchmarks/server.py --n 2000 --queries 50 --out /tmp/x   # a smoke run
+    python -m benchmarks server                        # 50,000 x 384 (the issue's setting)
+    python -m benchmarks server --n 2000 --queries 50 --out /tmp/x   # a smoke run
 
 Both servers run in this run, on the same machine, each in its own process on 127.0.0.1, each
 over an empty directory. The same clustered vectors are added in batches of 1,000 through
@@ -132,7 +132,6 @@ def main(argv: list[str] | None = None) -> dict:
 
     result = header(
         "server",
-        "server.py",
         argv,
         n=args.n,
         dim=args.dim,

@@ -31,7 +31,7 @@ def test_ingest_benchmark_smoke(tmp_path):
     files = sorted(p.suffix for p in tmp_path.iterdir())
     assert files == [".json", ".md"]
     saved = json.loads(next(tmp_path.glob("*.json")).read_text())
-    assert saved["command"].startswith("python benchmarks/ingest.py --n 600")
+    assert saved["command"].startswith("python -m benchmarks ingest --n 600")
 
 
 def test_query_benchmark_smoke(tmp_path):
@@ -140,4 +140,4 @@ def test_harness_smoke(tmp_path):
     names = sorted(p.name for p in out.iterdir())
     assert any(n.endswith(".json") for n in names) and any(n.endswith("-recall-qps.png") for n in names)
     md = next(out.glob("*.md")).read_text()
-    assert "| lakevec |" in md and "python -m benchmarks.harness --datasets clustered-600" in md
+    assert "| lakevec |" in md and "python -m benchmarks harness --datasets clustered-600" in md

@@ -81,7 +81,7 @@ def _fractional(value) -> bool:
 
 def _float_contains(value) -> bool:
     """``$contains``/``$not_contains`` with a float: Chroma matches list elements by type (0.0 is
-    not in [0]); we compare numbers numerically everywhere (README), so these are excluded too."""
+    not in [0]); we compare numbers numerically everywhere (docs/chroma-migration.md), so these are excluded too."""
     if isinstance(value, dict):
         return any(
             (k in ("$contains", "$not_contains") and isinstance(v, float)) or _float_contains(v)

@@ -1,4 +1,4 @@
-"""Entry point: ``python -m benchmarks.harness [--full] [--datasets ...] [--systems ...]``."""
+"""Entry point: ``python -m benchmarks harness [--full] [--datasets ...] [--systems ...]``."""
 
 from __future__ import annotations
 
@@ -101,8 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
     names = (args.datasets or preset["datasets"]).split(",")
     queries, reps = args.queries or preset["queries"], args.reps or preset["reps"]
     systems = args.systems.split(",")
-    result = header("harness", "", argv, queries=queries, reps=reps, batch=args.batch, systems=systems)
-    result["command"] = " ".join(["python -m benchmarks.harness", *argv])
+    result = header("harness", argv, queries=queries, reps=reps, batch=args.batch, systems=systems)
     result["datasets"] = {}
     env = dict(os.environ, LAKEVEC_BENCH_CACHE=args.cache)
     largest = max(names, key=lambda name: datasets.load(name, queries, Path(args.cache)).n)
