@@ -77,7 +77,7 @@ $(VENV)/.installed-docs: pyproject.toml | $(VENV)/.installed
 	touch $@
 
 docs: $(VENV)/.installed-docs
-	$(BIN)/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf $(VENV) .pytest_cache lakevec_data site

@@ -189,17 +189,25 @@ class Collection:
         ids: Any = None,
         where: Any = None,
         where_document: Any = None,
+        limit: int | None = None,
         *,
         where_sql: str | None = None,
     ) -> dict[str, int]:
+        """Delete the rows the ids and filters select; ``limit`` (with a filter) deletes at most
+        that many, the first in insertion order. Returns ``{"deleted": rows deleted}``."""
         if ids is None and where is None and where_document is None and where_sql is None:
             raise InvalidArgumentError(
                 "At least one of ids, where, or where_document must be provided in delete."
             )
+        limit = v.validate_limit(limit, "limit")
+        if limit is not None and where is None and where_document is None and where_sql is None:
+            raise InvalidArgumentError(
+                "limit can only be specified when a where or where_document clause is provided"
+            )
         ids = v.validate_filters(ids, where, where_document, where_sql)
         self._client._check_exists(self)
         deleted = self._engine.delete(
-            ids=ids, where=where, where_document=where_document, where_sql=where_sql
+            ids=ids, where=where, where_document=where_document, where_sql=where_sql, limit=limit
         )
         return {"deleted": deleted}
 

@@ -89,7 +89,10 @@ class CollectionEngine:
             if latest is None:
                 raise NotFoundError("Collection does not exist (its manifest log is missing)")
             if snap is None or latest != known:
-                manifest = Manifest.from_json(self.log.read(latest))
+                try:
+                    manifest = Manifest.from_json(self.log.read(latest))
+                except FileNotFoundError:  # the collection was deleted since the probe
+                    raise NotFoundError("Collection does not exist (its manifest log is gone)") from None
                 self._install(manifest)
             assert self._snapshot is not None
             return self._snapshot
@@ -164,10 +167,18 @@ class CollectionEngine:
             cache_vectors,
         )
 
-    def delete(self, ids=None, where=None, where_document=None, where_sql=None) -> int:
+    def delete(self, ids=None, where=None, where_document=None, where_sql=None, limit=None) -> int:
+        """Delete the selected rows (the first ``limit`` of them in insertion order, if given)."""
+
         def plan(snap: Snapshot) -> Change:
             positions = select(
-                snap, self._con, ids=ids, where=where, where_document=where_document, where_sql=where_sql
+                snap,
+                self._con,
+                ids=ids,
+                where=where,
+                where_document=where_document,
+                where_sql=where_sql,
+                limit=limit,
             )
             change = plan_delete(snap, positions)
             change.result = len(positions)

@@ -101,8 +101,8 @@ class RemoteEngine:
     def upsert(self, ids, embeddings, documents, uris, metadatas, *, update_only: bool, **_: Any) -> None:
         self._send("update" if update_only else "upsert", ids, embeddings, documents, uris, metadatas)
 
-    def delete(self, ids=None, where=None, where_document=None, where_sql=None) -> int:
-        body = {"ids": ids, "where": where, "where_document": where_document}
+    def delete(self, ids=None, where=None, where_document=None, where_sql=None, limit=None) -> int:
+        body = {"ids": ids, "where": where, "where_document": where_document, "limit": limit}
         if where_sql is not None:
             body["where_sql"] = where_sql
         return int(self._http.call("post", self._prefix + "/delete", body).get("deleted", 0))

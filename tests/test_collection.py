@@ -85,6 +85,24 @@ def test_delete_by_ids_and_filters(collection):
     assert collection.get()["ids"] == ["c"]
 
 
+def test_delete_with_a_limit_deletes_the_first_matches(collection):
+    """Chroma 1.5's ``delete(where=..., limit=N)``: at most N rows, here in insertion order."""
+    collection.add(
+        ids=[f"id{i}" for i in range(6)],
+        embeddings=np.arange(12).reshape(6, 2),
+        metadatas=[{"k": "a" if i % 2 else "b"} for i in range(6)],
+    )
+    assert collection.delete(where={"k": "a"}, limit=2) == {"deleted": 2}
+    assert collection.get(include=[])["ids"] == ["id0", "id2", "id4", "id5"]
+    assert collection.delete(where={"k": "b"}, limit=0) == {"deleted": 0}
+    assert collection.delete(where={"k": "a"}, limit=5) == {"deleted": 1}
+    with pytest.raises(ValueError, match="limit can only be specified"):
+        collection.delete(ids=["id0"], limit=1)
+    with pytest.raises(ValueError):
+        collection.delete(where={"k": "b"}, limit=-1)
+    assert collection.count() == 3
+
+
 def test_limit_offset_peek(collection):
     collection.add(ids=[f"id{i}" for i in range(20)], embeddings=np.arange(40).reshape(20, 2))
     assert collection.get(limit=3, offset=2, include=[])["ids"] == ["id2", "id3", "id4"]

@@ -112,6 +112,9 @@ def test_full_flow(server, kind):
     assert col.get(where_document={"$contains": "new one"})["ids"] == ["new"]
     col.delete(where={"tag": "t4"})
     assert col.count() == 51 - 10
+    assert col.delete(where={"tag": "t3"}, limit=2)["deleted"] == 2  # the first two: id3, id8
+    assert col.get(ids=["id3", "id8", "id13"])["ids"] == ["id13"]
+    col.add(ids=["id3", "id8"], embeddings=emb[[3, 8]], metadatas=[{"tag": "t3"}] * 2)
     col.modify(name="flow2", metadata={"owner": "renamed"})
     assert [c.name for c in client.list_collections()] == ["flow2"]
     assert client.count_collections() == 1
@@ -121,6 +124,27 @@ def test_full_flow(server, kind):
     assert direct.count() == 41 and direct.get(ids=["new"])["documents"] == ["new one"]
     client.delete_collection("flow2")
     assert client.count_collections() == 0
+
+
+def test_get_or_create_racing_deletes_answers(server):
+    """Chroma's test_multithreaded_get_or_create: a get_or_create that found the collection
+    answers even when another thread deletes it before the answer is built."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, port = server
+    client = _client(port)
+
+    def work(i: int) -> None:
+        assert client.get_or_create_collection("racing", embedding_function=None).name == "racing"
+        if i % 2 == 0:
+            try:
+                client.delete_collection("racing")
+            except chromadb.errors.NotFoundError:
+                pass
+
+    with ThreadPoolExecutor(16) as pool:
+        for future in [pool.submit(work, i) for i in range(48)]:
+            future.result()
 
 
 @pytest.mark.parametrize("kind", CLIENTS)

@@ -7,6 +7,7 @@ collections; concurrent changes re-read and retry. The document is small (names 
 from __future__ import annotations
 
 import copy
+import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -25,8 +26,12 @@ def _database() -> dict[str, Any]:
 
 
 class Catalog:
+    """One root's catalog. Threads may share it (a server's requests do): the cached version and
+    its document change together under a lock, and an update commits on the version it read."""
+
     def __init__(self, storage: Storage) -> None:
         self.log = VersionLog(storage, storage.join("catalog"))
+        self._lock = threading.Lock()
         self._version: int | None = None
         self._doc: dict[str, Any] = {}
         if self.log.latest() is None:
@@ -36,23 +41,31 @@ class Catalog:
             }
             self.log.try_commit(0, initial)  # losing this race to another client is fine
 
+    def _newest(self) -> tuple[int, dict[str, Any]]:
+        with self._lock:
+            latest = self.log.latest(self._version)
+            if latest is None:
+                raise FileNotFoundError(f"no catalog under {self.log.directory}")
+            if latest != self._version:
+                self._doc = self.log.read(latest)
+                self._version = latest
+            return latest, self._doc
+
     def read(self) -> dict[str, Any]:
         """The newest catalog (one existence probe when unchanged). Do not mutate it."""
-        latest = self.log.latest(self._version)
-        if latest != self._version:
-            self._doc = self.log.read(latest)
-            self._version = latest
-        return self._doc
+        return self._newest()[1]
 
     def update(self, change: Callable[[dict[str, Any]], Any]) -> Any:
         """Apply ``change`` to a copy of the newest catalog and commit it; retried on conflict.
         ``change`` may raise to refuse; its return value is passed back."""
         for attempt in range(64):
-            doc = copy.deepcopy(self.read())
+            version, current = self._newest()
+            doc = copy.deepcopy(current)
             result = change(doc)
-            assert self._version is not None
-            if self.log.try_commit(self._version + 1, doc):
-                self._version, self._doc = self._version + 1, doc
+            if self.log.try_commit(version + 1, doc):
+                with self._lock:
+                    if self._version is None or self._version < version + 1:
+                        self._version, self._doc = version + 1, doc
                 return result
             backoff(attempt)
         raise CommitFailedError("catalog: other writers kept committing first")

@@ -86,12 +86,16 @@ class Service:
 
     def model(self, collection: Collection) -> dict[str, Any]:
         """A collection as chromadb's ``CollectionModel.from_json`` reads it."""
+        try:
+            dimension = collection._engine.dimension()
+        except NotFoundError:  # deleted since the catalog named it: the call still answers, as Chroma's
+            dimension = None
         return {
             "id": str(collection.id),
             "name": collection.name,
             "metadata": collection.metadata,
             "configuration_json": collection.configuration,
-            "dimension": collection._engine.dimension(),
+            "dimension": dimension,
             "tenant": collection.tenant,
             "database": collection.database,
             "version": 0,
@@ -378,7 +382,7 @@ def create_app(config: ServerConfig) -> Guard:
 
         def work():
             collection = service.collection_by_id(tenant, database, collection_id)
-            return collection.delete(**_filters(body))
+            return collection.delete(**_filters(body), limit=body.get("limit"))
 
         return await run(work)
 
