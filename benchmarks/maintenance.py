@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import dir_bytes, header, heading, write  # noqa: E402
+from benchmarks.common import clustered_vectors, dir_bytes, header, heading, write  # noqa: E402
 
 
 def qps(col, queries: np.ndarray) -> float:
@@ -32,11 +32,6 @@ def qps(col, queries: np.ndarray) -> float:
     for q in queries:
         col.query(query_embeddings=q[None], n_results=10)
     return len(queries) / (time.perf_counter() - start)
-
-
-def vectors(rng: np.random.Generator, n: int, dim: int, centers: np.ndarray) -> np.ndarray:
-    labels = rng.integers(0, len(centers), n)
-    return (centers[labels] + 0.3 * rng.standard_normal((n, dim))).astype(np.float32)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -54,14 +49,14 @@ def main(argv: list[str] | None = None) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="lakevec-maint-"))
     rng = np.random.default_rng(0)
     centers = rng.standard_normal((100, args.dim)).astype(np.float32)
-    queries = vectors(rng, args.queries, args.dim, centers)
+    queries = clustered_vectors(rng, args.queries, args.dim, centers)
     try:
         root = tmp / "root"
         col = lakevec.PersistentClient(str(root)).create_collection("bench", embedding_function=None)
         times = []
         for start in range(0, args.n, args.batch):
             m = min(args.batch, args.n - start)
-            emb = vectors(rng, m, args.dim, centers)
+            emb = clustered_vectors(rng, m, args.dim, centers)
             ids = [f"id{i}" for i in range(start, start + m)]
             t = time.perf_counter()
             col.add(ids=ids, embeddings=emb, metadatas=[{"b": start // args.batch}] * m)
