@@ -12,7 +12,7 @@ from typing import Any
 
 from lakevec import validate as v
 from lakevec.collection import Collection
-from lakevec.config import Settings, collection_configuration, modified_configuration
+from lakevec.config import Settings, collection_configuration, modified_configuration, schema_json
 from lakevec.engine import CollectionEngine
 from lakevec.errors import (
     AuthorizationError,
@@ -224,16 +224,22 @@ class Client(AdminClient):
     def create_collection(
         self,
         name: str,
+        schema: Any = None,
         configuration: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
         embedding_function: Any = _DEFAULT_EF,
         data_loader: Any = None,
         get_or_create: bool = False,
     ) -> Collection:
+        """A new collection (Chroma's arguments). ``schema`` (chromadb's ``Schema`` or its JSON)
+        is kept and reported back; its vector index settings join the configuration."""
         name = v.validate_collection_name(name)
         metadata = v.validate_collection_metadata(metadata)
-        config = collection_configuration(configuration, metadata, embedding_function)
+        schema = schema_json(schema)
+        config = collection_configuration(configuration, metadata, embedding_function, schema)
         record = {"id": str(uuid.uuid4()), "name": name, "metadata": metadata, "configuration": config}
+        if schema is not None:
+            record["schema"] = schema
         directory = _new_directory(record["id"], self.tenant, self.database)
         if directory is not None:
             record["dir"] = directory
@@ -286,13 +292,14 @@ class Client(AdminClient):
     def get_or_create_collection(
         self,
         name: str,
+        schema: Any = None,
         configuration: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
         embedding_function: Any = _DEFAULT_EF,
         data_loader: Any = None,
     ) -> Collection:
         return self.create_collection(
-            name, configuration, metadata, embedding_function, data_loader, get_or_create=True
+            name, schema, configuration, metadata, embedding_function, data_loader, get_or_create=True
         )
 
     def list_collections(self, limit: int | None = None, offset: int | None = None) -> list[Collection]:

@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from lakevec import interop
 from lakevec import validate as v
+from lakevec.config import collection_schema
 from lakevec.engine import CollectionEngine
 from lakevec.errors import InvalidArgumentError
 from lakevec.extras import require
@@ -76,6 +77,14 @@ class Collection:
     @property
     def configuration_json(self) -> dict[str, Any]:
         return self._record["configuration"]
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        """Chroma 1.5's collection schema, as its JSON document (``Schema.deserialize_from_json``
+        makes chromadb's object of it): the schema given at creation, or Chroma's default, with
+        the vector index stating the current configuration. lakevec indexes every metadata key
+        whatever the schema says."""
+        return collection_schema(self._record.get("schema"), self.configuration)
 
     @property
     def embedding_function(self) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any
 
@@ -74,23 +75,143 @@ def collection_configuration(
     configuration: dict[str, Any] | None,
     metadata: dict[str, Any] | None,
     embedding_function: Any,
+    schema: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The stored configuration: 1.x ``configuration["hnsw"]`` wins over legacy metadata keys."""
-    hnsw = dict(HNSW_DEFAULTS)
-    legacy = {LEGACY_KEYS[k]: v for k, v in (metadata or {}).items() if k in LEGACY_KEYS}
-    hnsw.update(_check_hnsw(legacy))
+    """The stored configuration, with Chroma 1.5's precedence: ``configuration["hnsw"]``, then the
+    legacy ``hnsw:*`` metadata keys (only while every configured value is a default; a metadata
+    space beats a default one), then the vector index of ``schema``."""
     configuration = configuration or {}
     if not isinstance(configuration, dict):
         raise InvalidArgumentError(f"Expected configuration to be a dict, got {configuration!r}")
     given = configuration.get("hnsw") or {}
     if not isinstance(given, dict):
         raise InvalidArgumentError(f"Expected configuration['hnsw'] to be a dict, got {given!r}")
-    hnsw.update(_check_hnsw(dict(given)))
-    return {
-        "hnsw": hnsw,
-        "spann": None,
-        "embedding_function": describe_embedding_function(embedding_function),
+    given = _check_hnsw({k: v for k, v in given.items() if v is not None})
+    legacy = _check_hnsw({LEGACY_KEYS[k]: v for k, v in (metadata or {}).items() if k in LEGACY_KEYS})
+    configured = configuration.get("hnsw") is not None or configuration.get("spann") is not None
+    if schema is not None and (configured or legacy):
+        raise InvalidArgumentError(
+            "Failed to reconcile schema: Cannot set both collection config and schema simultaneously"
+        )
+    hnsw = {**HNSW_DEFAULTS, **given}
+    if all(v == HNSW_DEFAULTS[k] for k, v in given.items()):
+        hnsw.update({k: v for k, v in legacy.items() if k == "space" or k not in given})
+    vector = schema_vector_config(schema)
+    if vector.get("space") is not None:
+        hnsw["space"] = vector["space"]
+    hnsw.update(_check_hnsw({k: v for k, v in (vector.get("hnsw") or {}).items() if k in HNSW_DEFAULTS}))
+    _check_hnsw(hnsw)
+    record = describe_embedding_function(embedding_function)
+    if record is None:  # a function's record as the wire carries it, in the configuration or schema
+        for given_ef in (configuration.get("embedding_function"), vector.get("embedding_function")):
+            if isinstance(given_ef, dict) and given_ef.get("type") == "known":
+                record = given_ef
+                break
+    return {"hnsw": hnsw, "spann": None, "embedding_function": record}
+
+
+# -- Chroma 1.5's collection schema ------------------------------------------------------
+#: the schema Chroma's server reports for a collection created without one, less the vector
+#: index (filled from the configuration)
+_DEFAULT_SCHEMA: dict[str, Any] = {
+    "defaults": {
+        "string": {
+            "fts_index": {"enabled": False, "config": {}},
+            "string_inverted_index": {"enabled": True, "config": {}},
+        },
+        "sparse_vector": {
+            "sparse_vector_index": {
+                "enabled": False,
+                "config": {"embedding_function": {"type": "unknown"}, "bm25": False},
+            }
+        },
+        "int": {"int_inverted_index": {"enabled": True, "config": {}}},
+        "float": {"float_inverted_index": {"enabled": True, "config": {}}},
+        "bool": {"bool_inverted_index": {"enabled": True, "config": {}}},
+    },
+    "keys": {
+        "#document": {
+            "string": {
+                "fts_index": {"enabled": True, "config": {}},
+                "string_inverted_index": {"enabled": False, "config": {}},
+            }
+        },
+    },
+}
+
+
+_DEFAULT_FUNCTION = {"name": "default", "type": "known", "config": {}}
+
+
+def _client_default_schema() -> dict[str, Any]:
+    """What chromadb's ``Schema()`` serializes to: a schema equal to it says nothing."""
+    vector = {"embedding_function": _DEFAULT_FUNCTION, "space": "l2"}
+    schema = copy.deepcopy(_DEFAULT_SCHEMA)
+    del schema["defaults"]["sparse_vector"]["sparse_vector_index"]["config"]["bm25"]
+    schema["defaults"]["float_list"] = {"vector_index": {"enabled": False, "config": dict(vector)}}
+    embedding = {**vector, "source_key": "#document"}
+    schema["keys"]["#embedding"] = {"float_list": {"vector_index": {"enabled": True, "config": embedding}}}
+    return schema
+
+
+def schema_json(schema: Any) -> dict[str, Any] | None:
+    """A schema as its JSON document (chromadb's ``Schema`` object, or the document itself); None
+    for none, or for one equal to ``Schema()``, which Chroma treats as none."""
+    if schema is None:
+        return None
+    if hasattr(schema, "serialize_to_json"):
+        schema = schema.serialize_to_json()
+    if not isinstance(schema, dict) or not isinstance(schema.get("defaults", {}), dict):
+        raise InvalidArgumentError(f"Expected schema to be a chromadb Schema or its JSON, got {schema!r}")
+    if not isinstance(schema.get("keys", {}), dict):
+        raise InvalidArgumentError("Expected schema['keys'] to be a dict")
+    return None if schema == _client_default_schema() else copy.deepcopy(schema)
+
+
+def schema_vector_config(schema: dict[str, Any] | None) -> dict[str, Any]:
+    """The vector index configuration a schema sets (``#embedding``'s, else the default's)."""
+    if not schema:
+        return {}
+    for place in (schema.get("keys", {}).get("#embedding", {}), schema.get("defaults", {})):
+        config = ((place or {}).get("float_list") or {}).get("vector_index", {}).get("config")
+        if config:
+            return config
+    return {}
+
+
+def collection_schema(stored: dict[str, Any] | None, configuration: dict[str, Any]) -> dict[str, Any]:
+    """The schema a collection reports, as Chroma's server does: the stored one (or Chroma's
+    default), its vector index always stating the collection's current configuration."""
+    schema = copy.deepcopy(stored) if stored else copy.deepcopy(_DEFAULT_SCHEMA)
+    hnsw = configuration.get("hnsw") or HNSW_DEFAULTS
+    function = (
+        configuration.get("embedding_function")
+        or schema_vector_config(stored).get("embedding_function")
+        or _DEFAULT_FUNCTION
+    )
+    vector: dict[str, Any] = {
+        "space": hnsw["space"],
+        "embedding_function": function,
+        "hnsw": {
+            "ef_construction": hnsw["ef_construction"],
+            "max_neighbors": hnsw["max_neighbors"],
+            "ef_search": hnsw["ef_search"],
+            "num_threads": os.cpu_count() or 1,
+            "batch_size": 100,
+            "sync_threshold": hnsw["sync_threshold"],
+            "resize_factor": hnsw["resize_factor"],
+        },
     }
+    defaults = schema.setdefault("defaults", {})
+    for place in (defaults, *schema.get("keys", {}).values()):
+        sparse = ((place or {}).get("sparse_vector") or {}).get("sparse_vector_index")
+        if isinstance(sparse, dict) and isinstance(sparse.get("config"), dict):
+            sparse["config"].setdefault("bm25", False)
+    defaults["float_list"] = {"vector_index": {"enabled": False, "config": vector}}
+    keys = schema.setdefault("keys", {})
+    embedding = dict(vector, source_key=schema_vector_config(stored).get("source_key") or "#document")
+    keys["#embedding"] = {"float_list": {"vector_index": {"enabled": True, "config": embedding}}}
+    return schema
 
 
 def modified_configuration(current: dict[str, Any], configuration: dict[str, Any]) -> dict[str, Any]:

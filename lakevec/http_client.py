@@ -228,27 +228,38 @@ class HttpClient:
     def create_collection(
         self,
         name: str,
+        schema: Any = None,
         configuration: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
         embedding_function: Any = _DEFAULT_EF,
         data_loader: Any = None,
         get_or_create: bool = False,
     ) -> Collection:
-        from lakevec.config import collection_configuration
+        from lakevec.config import collection_configuration, schema_json
 
-        config = collection_configuration(configuration, metadata, embedding_function)
-        body = {"name": name, "metadata": metadata, "configuration": config, "get_or_create": get_or_create}
+        schema = schema_json(schema)
+        config = collection_configuration(configuration, metadata, embedding_function, schema)
+        body = {
+            "name": name,
+            "metadata": metadata,
+            "configuration": config,
+            "schema": schema,
+            "get_or_create": get_or_create,
+        }
         return self._wrap(self._http.call("post", self._db + "/collections", body), embedding_function)
 
     def get_or_create_collection(
         self,
         name: str,
+        schema: Any = None,
         configuration=None,
         metadata=None,
         embedding_function: Any = _DEFAULT_EF,
         data_loader: Any = None,
     ) -> Collection:
-        return self.create_collection(name, configuration, metadata, embedding_function, get_or_create=True)
+        return self.create_collection(
+            name, schema, configuration, metadata, embedding_function, get_or_create=True
+        )
 
     def get_collection(
         self, name: str, embedding_function: Any = _DEFAULT_EF, data_loader: Any = None
@@ -282,4 +293,5 @@ def _record(model: dict[str, Any]) -> dict[str, Any]:
         "name": model["name"],
         "metadata": model.get("metadata"),
         "configuration": model.get("configuration_json") or {},
+        "schema": model.get("schema"),
     }

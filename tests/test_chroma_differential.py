@@ -202,3 +202,71 @@ def test_query_same_as_chroma(chroma_client, data, queries, where, k, space):
         for i, (a, b) in enumerate(zip(my_ids, their_ids)):
             ties = [j for j in range(len(their_d)) if abs(their_d[j] - their_d[i]) < 1e-3]
             assert a == b or len(ties) > 1 or i == len(their_ids) - 1
+
+
+hnsw_values = {
+    "space": st.sampled_from(["l2", "cosine", "ip"]),
+    "ef_construction": st.integers(1, 400),
+    "ef_search": st.integers(1, 400),
+    "max_neighbors": st.integers(2, 64),
+    "sync_threshold": st.integers(2, 5000),
+    "resize_factor": st.sampled_from([1.0, 1.2, 2.5]),
+}
+legacy_keys = {
+    "hnsw:space": hnsw_values["space"],
+    "hnsw:construction_ef": hnsw_values["ef_construction"],
+    "hnsw:search_ef": hnsw_values["ef_search"],
+    "hnsw:M": hnsw_values["max_neighbors"],
+}
+
+
+@st.composite
+def _partial(draw, values):
+    keys = draw(st.lists(st.sampled_from(sorted(values)), unique=True, max_size=len(values)))
+    return {k: draw(values[k]) for k in keys}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    metadata=st.one_of(st.none(), _partial(legacy_keys).filter(bool)),
+    source=st.sampled_from(["none", "configuration", "schema"]),
+    hnsw=_partial(hnsw_values),
+    drop=st.lists(st.sampled_from(["title", "year"]), unique=True),
+)
+def test_configuration_and_schema_as_chroma(chroma_client, metadata, source, hnsw, drop):
+    """Chroma 1.5's precedence of configuration, legacy metadata keys and schema, and the schema
+    a collection reports back (vector index, inverted indexes, keys), equal to chromadb's. The
+    embedding function in the reported schema is left out: without one, Chroma reports
+    ``legacy`` when a configuration was given and its default otherwise; lakevec reports the
+    default."""
+    from chromadb.api.types import Schema, StringInvertedIndexConfig, VectorIndexConfig
+
+    configuration, schema = None, None
+    if source == "configuration":
+        configuration = {"hnsw": hnsw}
+    elif source == "schema":
+        schema = Schema()
+        space = hnsw.pop("space", None)
+        schema.create_index(config=VectorIndexConfig(space=space, hnsw=hnsw or None), key=None)
+    if drop:
+        schema = schema or Schema()
+        for key in drop:
+            schema.delete_index(config=StringInvertedIndexConfig(), key=key)
+    chroma_client.reset()
+    name = f"c{uuid.uuid4().hex[:8]}"
+    kwargs = dict(schema=schema, configuration=configuration, metadata=metadata, embedding_function=None)
+    try:
+        theirs = chroma_client.create_collection(name, **kwargs)
+    except chromadb.errors.InvalidArgumentError:
+        with pytest.raises(lakevec.errors.InvalidArgumentError):
+            lakevec.EphemeralClient().create_collection(name, **kwargs)
+        return
+    ours = lakevec.EphemeralClient().create_collection(name, **kwargs)
+    assert ours.configuration["hnsw"] == theirs.configuration["hnsw"]
+    assert _without_functions(ours.schema) == _without_functions(theirs.schema.serialize_to_json())
+
+
+def _without_functions(schema: dict) -> dict:
+    for place in (schema["defaults"], schema["keys"].get("#embedding", {})):
+        place["float_list"]["vector_index"]["config"].pop("embedding_function", None)
+    return schema

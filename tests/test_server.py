@@ -126,6 +126,31 @@ def test_full_flow(server, kind):
     assert client.count_collections() == 0
 
 
+def test_schema_round_trips_through_the_official_client(server):
+    """Chroma 1.5's Schema: given at creation, its vector index joins the configuration, and
+    get_collection reports it back with the configuration's values."""
+    from chromadb.api.types import Schema, StringInvertedIndexConfig, VectorIndexConfig
+
+    _, port = server
+    client = _client(port)
+    schema = Schema()
+    schema.create_index(config=VectorIndexConfig(space="cosine", hnsw={"ef_construction": 150}), key=None)
+    schema.delete_index(config=StringInvertedIndexConfig(), key="title")
+    client.create_collection("schematic", schema=schema, embedding_function=None)
+    got = client.get_collection("schematic", embedding_function=None)
+    assert got.configuration["hnsw"]["space"] == "cosine"
+    assert got.configuration["hnsw"]["ef_construction"] == 150
+    vector = got.schema.keys["#embedding"].float_list.vector_index.config
+    assert vector.space == "cosine" and vector.hnsw.ef_construction == 150
+    assert got.schema.keys["title"].string.string_inverted_index.enabled is False
+    assert got.schema.defaults.int_value.int_inverted_index.enabled is True
+    ours = _lakevec_client(port).get_collection("schematic", embedding_function=None)
+    assert ours.schema["keys"]["title"] == {
+        "string": {"string_inverted_index": {"enabled": False, "config": {}}}
+    }
+    client.delete_collection("schematic")
+
+
 def test_get_or_create_racing_deletes_answers(server):
     """Chroma's test_multithreaded_get_or_create: a get_or_create that found the collection
     answers even when another thread deletes it before the answer is built."""

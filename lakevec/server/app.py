@@ -100,7 +100,7 @@ class Service:
             "database": collection.database,
             "version": 0,
             "log_position": 0,
-            "schema": None,
+            "schema": collection.schema,
         }
 
     def check_batch(self, ids: Any) -> None:
@@ -275,6 +275,7 @@ def create_app(config: ServerConfig) -> Guard:
                 configuration=_field(body, "configuration", (dict,)),
                 metadata=body.get("metadata"),
                 embedding_function=None,
+                schema=_field(body, "schema", (dict,)),
                 get_or_create=bool(_field(body, "get_or_create", (bool,), False)),
             )
             return service.model(collection)
