@@ -89,7 +89,9 @@ def collection_configuration(
     given = _check_hnsw({k: v for k, v in given.items() if v is not None})
     legacy = _check_hnsw({LEGACY_KEYS[k]: v for k, v in (metadata or {}).items() if k in LEGACY_KEYS})
     configured = configuration.get("hnsw") is not None or configuration.get("spann") is not None
-    if schema is not None and (configured or legacy):
+    # Chroma refuses a schema beside any hnsw/spann configuration, or beside legacy keys that
+    # change a default
+    if schema is not None and (configured or any(v != HNSW_DEFAULTS[k] for k, v in legacy.items())):
         raise InvalidArgumentError(
             "Failed to reconcile schema: Cannot set both collection config and schema simultaneously"
         )
@@ -165,7 +167,22 @@ def schema_json(schema: Any) -> dict[str, Any] | None:
         raise InvalidArgumentError(f"Expected schema to be a chromadb Schema or its JSON, got {schema!r}")
     if not isinstance(schema.get("keys", {}), dict):
         raise InvalidArgumentError("Expected schema['keys'] to be a dict")
-    return None if schema == _client_default_schema() else copy.deepcopy(schema)
+    return None if _says_nothing(schema) else copy.deepcopy(schema)
+
+
+def _says_nothing(schema: dict[str, Any]) -> bool:
+    """Whether ``schema`` is ``Schema()``, up to hnsw values equal to their defaults (Chroma
+    treats such a schema as none: it may then stand beside a configuration)."""
+    plain = copy.deepcopy(schema)
+    for place in (plain.get("defaults", {}), plain.get("keys", {}).get("#embedding", {})):
+        config = ((place or {}).get("float_list") or {}).get("vector_index", {}).get("config")
+        if isinstance(config, dict) and isinstance(config.get("hnsw"), dict):
+            left = {k: v for k, v in config["hnsw"].items() if HNSW_DEFAULTS.get(k, object()) != v}
+            if left:
+                config["hnsw"] = left
+            else:
+                del config["hnsw"]
+    return plain == _client_default_schema()
 
 
 def schema_vector_config(schema: dict[str, Any] | None) -> dict[str, Any]:
