@@ -204,7 +204,7 @@ def collection_schema(stored: dict[str, Any] | None, configuration: dict[str, An
     function = (
         configuration.get("embedding_function")
         or schema_vector_config(stored).get("embedding_function")
-        or _DEFAULT_FUNCTION
+        or {"type": "legacy"}  # none stored: what Chroma's server reports for it
     )
     vector: dict[str, Any] = {
         "space": hnsw["space"],

@@ -237,8 +237,8 @@ def test_configuration_and_schema_as_chroma(chroma_client, metadata, source, hns
     """Chroma 1.5's precedence of configuration, legacy metadata keys and schema, and the schema
     a collection reports back (vector index, inverted indexes, keys), equal to chromadb's. The
     embedding function in the reported schema is left out: without one, Chroma reports
-    ``legacy`` when a configuration was given and its default otherwise; lakevec reports the
-    default."""
+    ``legacy`` when a configuration was given and its default otherwise; lakevec reports
+    ``legacy``."""
     from chromadb.api.types import Schema, StringInvertedIndexConfig, VectorIndexConfig
 
     configuration, schema = None, None

@@ -32,7 +32,7 @@ except ImportError as exc:
 
 from lakevec.client import AdminClient, Client
 from lakevec.collection import Collection
-from lakevec.config import Settings
+from lakevec.config import HNSW_DEFAULTS, Settings
 from lakevec.errors import AuthorizationError, InvalidArgumentError, LakevecError, NotFoundError
 from lakevec.server.config import ServerConfig
 from lakevec.server.wire import (
@@ -130,6 +130,17 @@ def _filters(body: dict[str, Any]) -> dict[str, Any]:
         "where_document": body.get("where_document"),
         "where_sql": _field(body, "where_sql", (str,)),
     }
+
+
+def _wire_configuration(configuration: dict[str, Any] | None) -> dict[str, Any] | None:
+    """chromadb's client sends an hnsw block of defaults with every configuration it serializes
+    (an embedding function alone makes one): such a block configures nothing, as on Chroma's
+    server, so it may stand beside a schema."""
+    if not configuration or not isinstance(configuration.get("hnsw"), dict):
+        return configuration
+    if all(v is None or HNSW_DEFAULTS.get(k) == v for k, v in configuration["hnsw"].items()):
+        return {k: v for k, v in configuration.items() if k != "hnsw"}
+    return configuration
 
 
 def _field(body: dict[str, Any], name: str, kinds: tuple[type, ...], default: Any = None) -> Any:
@@ -272,7 +283,7 @@ def create_app(config: ServerConfig) -> Guard:
             client = service.client(tenant, database)
             collection = client.create_collection(
                 body.get("name"),
-                configuration=_field(body, "configuration", (dict,)),
+                configuration=_wire_configuration(_field(body, "configuration", (dict,))),
                 metadata=body.get("metadata"),
                 embedding_function=None,
                 schema=_field(body, "schema", (dict,)),
