@@ -96,7 +96,11 @@ def collection_configuration(
             "Failed to reconcile schema: Cannot set both collection config and schema simultaneously"
         )
     hnsw = {**HNSW_DEFAULTS, **given}
-    if all(v == HNSW_DEFAULTS[k] for k, v in given.items()):
+    spann = configuration.get("spann")
+    spann_space = spann.get("space") if isinstance(spann, dict) else None
+    if spann_space is not None and "space" not in given:  # HNSW serves: a SPANN block gives its space
+        hnsw["space"] = _check_hnsw({"space": spann_space})["space"]
+    elif all(v == HNSW_DEFAULTS[k] for k, v in given.items()):
         hnsw.update({k: v for k, v in legacy.items() if k == "space" or k not in given})
     vector = schema_vector_config(schema)
     if vector.get("space") is not None:
