@@ -71,6 +71,12 @@ def _check_hnsw(hnsw: dict[str, Any]) -> dict[str, Any]:
     return hnsw
 
 
+def only_defaults(hnsw: dict[str, Any]) -> bool:
+    """Whether an hnsw block sets nothing but default values (or None): Chroma then treats it
+    as no configuration."""
+    return all(v is None or HNSW_DEFAULTS.get(k, object()) == v for k, v in hnsw.items())
+
+
 def collection_configuration(
     configuration: dict[str, Any] | None,
     metadata: dict[str, Any] | None,
@@ -99,14 +105,14 @@ def collection_configuration(
     spann = configuration.get("spann")
     spann_space = spann.get("space") if isinstance(spann, dict) else None
     if spann_space is not None and "space" not in given:  # HNSW serves: a SPANN block gives its space
-        hnsw["space"] = _check_hnsw({"space": spann_space})["space"]
-    elif all(v == HNSW_DEFAULTS[k] for k, v in given.items()):
+        hnsw["space"] = spann_space
+    elif only_defaults(given):
         hnsw.update({k: v for k, v in legacy.items() if k == "space" or k not in given})
     vector = schema_vector_config(schema)
     if vector.get("space") is not None:
         hnsw["space"] = vector["space"]
-    hnsw.update(_check_hnsw({k: v for k, v in (vector.get("hnsw") or {}).items() if k in HNSW_DEFAULTS}))
-    _check_hnsw(hnsw)
+    hnsw.update({k: v for k, v in (vector.get("hnsw") or {}).items() if k in HNSW_DEFAULTS})
+    _check_hnsw(hnsw)  # the spann and schema values, checked with the rest
     record = describe_embedding_function(embedding_function)
     if record is None:  # a function's record as the wire carries it, in the configuration or schema
         for given_ef in (configuration.get("embedding_function"), vector.get("embedding_function")):
@@ -150,7 +156,7 @@ _DEFAULT_FUNCTION = {"name": "default", "type": "known", "config": {}}
 
 
 def _client_default_schema() -> dict[str, Any]:
-    """What chromadb's ``Schema()`` serializes to: a schema equal to it says nothing."""
+    """What chromadb's ``Schema()`` serializes to (built once, as _CLIENT_DEFAULT_SCHEMA)."""
     vector = {"embedding_function": _DEFAULT_FUNCTION, "space": "l2"}
     schema = copy.deepcopy(_DEFAULT_SCHEMA)
     del schema["defaults"]["sparse_vector"]["sparse_vector_index"]["config"]["bm25"]
@@ -158,6 +164,9 @@ def _client_default_schema() -> dict[str, Any]:
     embedding = {**vector, "source_key": "#document"}
     schema["keys"]["#embedding"] = {"float_list": {"vector_index": {"enabled": True, "config": embedding}}}
     return schema
+
+
+_CLIENT_DEFAULT_SCHEMA = _client_default_schema()
 
 
 def schema_json(schema: Any) -> dict[str, Any] | None:
@@ -179,14 +188,19 @@ def _says_nothing(schema: dict[str, Any]) -> bool:
     treats such a schema as none: it may then stand beside a configuration)."""
     plain = copy.deepcopy(schema)
     for place in (plain.get("defaults", {}), plain.get("keys", {}).get("#embedding", {})):
-        config = ((place or {}).get("float_list") or {}).get("vector_index", {}).get("config")
+        config = _vector_index_config(place)
         if isinstance(config, dict) and isinstance(config.get("hnsw"), dict):
             left = {k: v for k, v in config["hnsw"].items() if HNSW_DEFAULTS.get(k, object()) != v}
             if left:
                 config["hnsw"] = left
             else:
                 del config["hnsw"]
-    return plain == _client_default_schema()
+    return plain == _CLIENT_DEFAULT_SCHEMA
+
+
+def _vector_index_config(place: dict[str, Any] | None) -> Any:
+    """``place["float_list"]["vector_index"]["config"]`` of a schema's defaults or key, if any."""
+    return ((place or {}).get("float_list") or {}).get("vector_index", {}).get("config")
 
 
 def schema_vector_config(schema: dict[str, Any] | None) -> dict[str, Any]:
@@ -194,7 +208,7 @@ def schema_vector_config(schema: dict[str, Any] | None) -> dict[str, Any]:
     if not schema:
         return {}
     for place in (schema.get("keys", {}).get("#embedding", {}), schema.get("defaults", {})):
-        config = ((place or {}).get("float_list") or {}).get("vector_index", {}).get("config")
+        config = _vector_index_config(place)
         if config:
             return config
     return {}
@@ -205,9 +219,10 @@ def collection_schema(stored: dict[str, Any] | None, configuration: dict[str, An
     default), its vector index always stating the collection's current configuration."""
     schema = copy.deepcopy(stored) if stored else copy.deepcopy(_DEFAULT_SCHEMA)
     hnsw = configuration.get("hnsw") or HNSW_DEFAULTS
+    given = schema_vector_config(stored)
     function = (
         configuration.get("embedding_function")
-        or schema_vector_config(stored).get("embedding_function")
+        or given.get("embedding_function")
         or {"type": "legacy"}  # none stored: what Chroma's server reports for it
     )
     vector: dict[str, Any] = {
@@ -230,7 +245,7 @@ def collection_schema(stored: dict[str, Any] | None, configuration: dict[str, An
             sparse["config"].setdefault("bm25", False)
     defaults["float_list"] = {"vector_index": {"enabled": False, "config": vector}}
     keys = schema.setdefault("keys", {})
-    embedding = dict(vector, source_key=schema_vector_config(stored).get("source_key") or "#document")
+    embedding = dict(vector, source_key=given.get("source_key") or "#document")
     keys["#embedding"] = {"float_list": {"vector_index": {"enabled": True, "config": embedding}}}
     return schema
 

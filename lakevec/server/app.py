@@ -32,7 +32,7 @@ except ImportError as exc:
 
 from lakevec.client import AdminClient, Client
 from lakevec.collection import Collection
-from lakevec.config import HNSW_DEFAULTS, Settings
+from lakevec.config import Settings, only_defaults
 from lakevec.errors import AuthorizationError, InvalidArgumentError, LakevecError, NotFoundError
 from lakevec.server.config import ServerConfig
 from lakevec.server.wire import (
@@ -138,7 +138,7 @@ def _wire_configuration(configuration: dict[str, Any] | None) -> dict[str, Any] 
     server, so it may stand beside a schema."""
     if not configuration or not isinstance(configuration.get("hnsw"), dict):
         return configuration
-    if all(v is None or HNSW_DEFAULTS.get(k) == v for k, v in configuration["hnsw"].items()):
+    if only_defaults(configuration["hnsw"]):
         return {k: v for k, v in configuration.items() if k != "hnsw"}
     return configuration
 
