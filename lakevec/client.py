@@ -187,11 +187,7 @@ class Client(AdminClient):
     def reset(self) -> bool:
         if not self.settings.allow_reset:
             raise AuthorizationError("Reset is disabled by config")
-        with self._engines_lock:
-            engines = list(self._engines.values())
-            self._engines.clear()
-        for _, indexer in engines:  # no background fold may write into the tree being deleted
-            indexer.stop(wait=True)
+        self._stop_indexers()
         self._storage.delete_tree(self._storage.root)
         if self._storage.local:
             os.makedirs(self._storage.root, exist_ok=True)
@@ -268,10 +264,21 @@ class Client(AdminClient):
             self._discard(record)
         return self._wrap(result, embedding_function)
 
+    def _stop_indexers(self) -> None:
+        """Forget this client's engines, stopping and joining their background folds and merges
+        first: none may write into files about to be deleted."""
+        with self._engines_lock:
+            pairs = list(self._engines.values())
+            self._engines.clear()
+        for _, indexer in pairs:
+            indexer.stop(wait=True)
+
     def _discard(self, record: dict) -> None:
         """Remove a collection's files (one that no catalog names, or no longer does)."""
         with self._engines_lock:
-            self._engines.pop(record["id"], None)
+            pair = self._engines.pop(record["id"], None)
+        if pair is not None:  # a background merge writing into data/ made the delete fail
+            pair[1].stop(wait=True)
         self._storage.delete_tree(self._storage.join(_directory(record)))
 
     def get_collection(

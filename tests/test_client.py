@@ -117,3 +117,16 @@ def test_reset_only_when_allowed(root):
 def test_heartbeat_and_version(client):
     assert isinstance(client.heartbeat(), int)
     assert client.get_version() == lakevec.__version__
+
+
+def test_delete_collection_while_background_merges_run(tmp_path):
+    """Deleting a collection first stops and joins its background folds and merges: a merge
+    writing into data/ while the tree was removed made the delete fail (Directory not empty)."""
+    client = lakevec.PersistentClient(str(tmp_path))
+    for round_ in range(3):
+        col = client.create_collection(f"busy{round_}", embedding_function=None)
+        for b in range(12):  # past the small-fragment merge count, so a merge is under way
+            col.add(ids=[f"r{b}-{i}" for i in range(5)], embeddings=[[float(b), float(i)] for i in range(5)])
+        client.delete_collection(f"busy{round_}")
+        assert not (tmp_path / "collections" / str(col.id)).exists()
+    assert client.count_collections() == 0

@@ -112,10 +112,13 @@ class Service:
     def reset(self) -> bool:
         if not self.config.allow_reset:
             raise AuthorizationError("Reset is disabled by config")
+        with self._lock:
+            served = list(self._clients.values())
+            self._clients.clear()
+        for client in served:  # every tenant's and database's background folds, not only one client's
+            client._stop_indexers()
         client = Client(self.settings, path=self.config.root, storage_options=self.config.storage_options)
         client.reset()
-        with self._lock:
-            self._clients.clear()
         self.admin = AdminClient(
             self.settings, path=self.config.root, storage_options=self.config.storage_options
         )
