@@ -239,6 +239,8 @@ class HttpClient:
 
         schema = schema_json(schema)
         config = collection_configuration(configuration, metadata, embedding_function, schema)
+        if schema is not None:  # the server takes the index settings from the schema, as Chroma's does
+            config = {"embedding_function": config["embedding_function"]}
         body = {
             "name": name,
             "metadata": metadata,

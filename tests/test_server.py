@@ -149,6 +149,12 @@ def test_schema_round_trips_through_the_official_client(server):
         "string": {"string_inverted_index": {"enabled": False, "config": {}}}
     }
     client.delete_collection("schematic")
+    # lakevec's own client sends the same schema
+    made = _lakevec_client(port).create_collection("schematic2", schema=schema, embedding_function=None)
+    assert made.configuration["hnsw"]["space"] == "cosine"
+    assert made.configuration["hnsw"]["ef_construction"] == 150
+    assert client.get_collection("schematic2", embedding_function=None).schema.keys["title"] is not None
+    client.delete_collection("schematic2")
 
 
 def test_get_or_create_racing_deletes_answers(server):
