@@ -8,6 +8,8 @@ from lakevec.errors import DuplicateIDError, InvalidArgumentError, NotFoundError
 from tests.conftest import storage_state
 
 NAN = float("nan")
+# a schema that sets a vector index (chromadb's Schema serializes to this JSON)
+_VECTOR_SCHEMA = {"keys": {"#embedding": {"float_list": {"vector_index": {"config": {"space": "ip"}}}}}}
 
 # (call, expected class): the class chromadb 1.5.9 raises, or ValueError where it raises that
 # (ours is InvalidArgumentError, a ValueError subclass, so both catch it).
@@ -80,6 +82,16 @@ CASES = {
     "bad regex": (lambda c: c.delete(where_document={"$regex": "("}), InvalidArgumentError),
     "delete without arguments": (lambda c: c.delete(), ValueError),
     "delete empty ids": (lambda c: c.delete(ids=[]), ValueError),
+    "delete limit without a filter": (lambda c: c.delete(ids=["a"], limit=1), ValueError),
+    "delete negative limit": (lambda c: c.delete(where={"x": 1}, limit=-1), ValueError),
+    "delete limit not an int": (lambda c: c.delete(where={"x": 1}, limit="2"), ValueError),
+    "schema beside a configuration": (
+        lambda c: c._client.create_collection(
+            "other", schema=_VECTOR_SCHEMA, configuration={"hnsw": {"ef_search": 5}}, embedding_function=None
+        ),
+        InvalidArgumentError,
+    ),
+    "schema not a schema": (lambda c: c._client.create_collection("other", schema=[1]), InvalidArgumentError),
     "get unknown include": (lambda c: c.get(include=["foo"]), ValueError),
     "get distances": (lambda c: c.get(include=["distances"]), ValueError),
     "get data without loader": (lambda c: c.get(include=["data"]), ValueError),
@@ -123,6 +135,7 @@ def test_bad_input_changes_nothing(collection, case):
         call(collection)
     assert storage_state(collection) == before
     assert collection.get(include=[])["ids"] == ["a", "b"]
+    assert [c.name for c in collection._client.list_collections()] == ["test"]  # none created
 
 
 def test_bad_collection_names(client):
