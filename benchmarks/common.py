@@ -11,8 +11,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 
 def versions() -> dict:
     out = {"python": sys.version.split()[0]}
@@ -69,9 +67,3 @@ def write(result: dict, out: str, markdown: str) -> None:
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2))
     stem.with_suffix(".md").write_text(markdown)
     print(markdown)
-
-
-def clustered_vectors(rng: np.random.Generator, n: int, dim: int, centers: np.ndarray) -> np.ndarray:
-    """``n`` float32 vectors around ``centers`` (one drawn at random each) with noise of 0.3."""
-    labels = rng.integers(0, len(centers), n)
-    return (centers[labels] + 0.3 * rng.standard_normal((n, dim))).astype(np.float32)

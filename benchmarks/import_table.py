@@ -27,21 +27,23 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import dir_bytes, header, heading, write  # noqa: E402
+from benchmarks.harness.datasets import synthetic  # noqa: E402
 
 PAIRS = [("lakevec", "parquet"), ("lakevec", "polars"), ("lancedb", "parquet"), ("lancedb", "polars")]
 
 
 def make_parquet(path: Path, n: int, dim: int, seed: int = 0) -> None:
-    """Random unit vectors plus a document and three typed metadata columns, in 64k-row groups."""
+    """The harness's uniform unit vectors plus a document and three typed metadata columns, in
+    64k-row groups."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rng = np.random.default_rng(seed)
+    vectors = synthetic("uniform", n, seed, dim)
+    rng = np.random.default_rng(seed + 1)
     writer = None
     for start in range(0, n, 65536):
         m = min(65536, n - start)
-        emb = rng.standard_normal((m, dim), dtype=np.float32)
-        emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+        emb = vectors[start : start + m]
         idx = np.arange(start, start + m)
         table = pa.table(
             {

@@ -20,6 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import dir_bytes, header, write  # noqa: E402
+from benchmarks.harness.datasets import synthetic  # noqa: E402
 
 FILTERS = {
     "category == c3 (10%)": {"category": "c3"},
@@ -30,10 +31,8 @@ FILTERS = {
 
 def make_data(n: int, dim: int, seed: int = 0):
     """Clustered unit vectors (like text embeddings) and small typed metadata."""
-    rng = np.random.default_rng(seed)
-    centers = rng.standard_normal((64, dim), dtype=np.float32)
-    emb = centers[rng.integers(0, 64, n)] + 0.3 * rng.standard_normal((n, dim), dtype=np.float32)
-    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    emb = synthetic("clustered", n, seed, dim)
+    rng = np.random.default_rng(seed + 1)
     ids = [f"doc-{i}" for i in range(n)]
     cat = rng.integers(0, 10, n)
     year = rng.integers(2000, 2025, n)

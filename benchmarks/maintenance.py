@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import clustered_vectors, dir_bytes, header, heading, write  # noqa: E402
+from benchmarks.common import dir_bytes, header, heading, write  # noqa: E402
+from benchmarks.harness.datasets import synthetic  # noqa: E402
 
 
 def qps(col, queries: np.ndarray) -> float:
@@ -47,16 +48,15 @@ def main(argv: list[str] | None = None) -> dict:
 
     result = header("maintenance", argv, n=args.n, dim=args.dim, batch=args.batch)
     tmp = Path(tempfile.mkdtemp(prefix="lakevec-maint-"))
-    rng = np.random.default_rng(0)
-    centers = rng.standard_normal((100, args.dim)).astype(np.float32)
-    queries = clustered_vectors(rng, args.queries, args.dim, centers)
+    vectors = synthetic("clustered", args.n + args.queries, 0, args.dim)
+    queries = vectors[args.n :]
     try:
         root = tmp / "root"
         col = lakevec.PersistentClient(str(root)).create_collection("bench", embedding_function=None)
         times = []
         for start in range(0, args.n, args.batch):
             m = min(args.batch, args.n - start)
-            emb = clustered_vectors(rng, m, args.dim, centers)
+            emb = vectors[start : start + m]
             ids = [f"id{i}" for i in range(start, start + m)]
             t = time.perf_counter()
             col.add(ids=ids, embeddings=emb, metadatas=[{"b": start // args.batch}] * m)

@@ -28,6 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import dir_bytes, free_port, header, heading, write  # noqa: E402
+from benchmarks.harness.datasets import synthetic  # noqa: E402
 
 BUCKET = "lakevec-bench"
 QUERIES = 200
@@ -150,8 +151,8 @@ def build(local: str, n: int, dim: int) -> None:
     col = lakevec.PersistentClient(local).create_collection(
         "bench", embedding_function=None, configuration={"hnsw": {"space": "l2"}}
     )
-    rng = np.random.default_rng(0)
-    emb = rng.standard_normal((n, dim)).astype(np.float32)
+    emb = synthetic("uniform", n, 0, dim)
+    rng = np.random.default_rng(1)
     col.add_table(
         pa.table(
             {

@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import clustered_vectors, free_port, header, heading, write  # noqa: E402
+from benchmarks.common import free_port, header, heading, write  # noqa: E402
+from benchmarks.harness.datasets import synthetic  # noqa: E402
 
 BATCH = 1000
 
@@ -139,9 +140,7 @@ def main(argv: list[str] | None = None) -> dict:
         queries=args.queries,
         workers=args.workers,
     )
-    rng = np.random.default_rng(0)
-    centers = rng.standard_normal((100, args.dim)).astype(np.float32)
-    vectors = clustered_vectors(rng, args.n + args.queries, args.dim, centers)
+    vectors = synthetic("clustered", args.n + args.queries, 0, args.dim)
     data, queries = vectors[: args.n], vectors[args.n :]
     tmp = Path(tempfile.mkdtemp(prefix="lakevec-server-"))
     bin_dir = Path(sys.executable).parent

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 from uuid import UUID
@@ -334,93 +333,8 @@ class Collection:
         """``upsert`` every row of a table; see :meth:`add_table`."""
         return self._write_table(data, "upsert", **columns)
 
-    def _write_table(
-        self,
-        data: Any,
-        op: str,
-        *,
-        ids: str = "id",
-        documents: str | None = "document",
-        embeddings: str | None = "embedding",
-        uris: str | None = None,
-        metadatas: list[str] | None = None,
-        batch_size: int | None = None,
-    ) -> int:
-        from lakevec.write.embed import progress_bar
-        from lakevec.write.table_input import (
-            columnar_metadata,
-            default_batch_rows,
-            embeddings_from,
-            metadata_from,
-            open_input,
-            record_batches,
-            row_count,
-        )
-
-        data = open_input(data)
-        batches = record_batches(data, batch_size or default_batch_rows(data, embeddings))
-        bar = progress_bar(row_count(data) or 0, f"{op}_table", "row")
-        named = {ids, documents, embeddings, uris} - {None}
-
-        def prepare(batch: pa.RecordBatch) -> tuple:
-            names = batch.schema.names
-
-            def column(name: str) -> Any:
-                # add: string columns stay Arrow arrays, checked with Arrow compute; upsert
-                # merges per row
-                return batch.column(name) if op == "add" else batch.column(name).to_pylist()
-
-            if ids not in names:
-                raise InvalidArgumentError(f"the table has no id column {ids!r}")
-            meta_columns = metadatas if metadatas is not None else [n for n in names if n not in named]
-            # add: typed Arrow columns go straight to the fragment; upsert merges per row
-            columnar = columnar_metadata(batch, meta_columns) if op == "add" else None
-            row_ids, emb, metas, docs, row_uris = self._prepare(
-                op,
-                column(ids),
-                embeddings_from(batch.column(embeddings)) if embeddings in names else None,
-                metadata_from(batch, meta_columns) if columnar is None else None,
-                column(documents) if documents in names else None,
-                column(uris) if uris in names else None,
-                None,
-            )
-            return row_ids, emb, docs, row_uris, columnar if columnar is not None else metas
-
-        def write(row_ids, emb, docs, row_uris, metas) -> int:
-            # Vectors of an import are not kept in memory: it stays bounded however large.
-            if op == "add":
-                self._engine.add(row_ids, emb, docs, row_uris, metas, cache_vectors=False)
-            else:
-                self._engine.upsert(
-                    row_ids, emb, docs, row_uris, metas, update_only=False, cache_vectors=False
-                )
-            # hand the batch's freed buffers back: mimalloc otherwise keeps them resident
-            pa.default_memory_pool().release_unused()
-            if bar is not None:
-                bar.update(len(row_ids))
-            return len(row_ids)
-
-        # Batch k is written and committed on a worker while batch k+1 is read and validated
-        # here; commits stay in input order, one at a time.
-        total = 0
-        pending: Future | None = None
-        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lakevec-import")
-        try:
-            for batch in batches:
-                prepared = prepare(batch)
-                if pending is not None:
-                    total += pending.result()
-                pending = writer.submit(write, *prepared)
-            if pending is not None:
-                total += pending.result()
-                pending = None
-        finally:
-            if pending is not None:  # a later batch failed: its predecessor still lands
-                wait([pending])
-            writer.shutdown()
-            if bar is not None:
-                bar.close()
-        return total
+    def _write_table(self, data: Any, op: str, **columns: Any) -> int:
+        return interop.import_table(self._engine, self._prepare, data, op, **columns)
 
     def duckdb(self, con: Any = None):
         """The live rows as a DuckDB relation (Parquet scanned in place on local roots)."""
