@@ -40,6 +40,7 @@ class FragmentEntry:
     deletes: str | None = None  # relative path of the cumulative deletion file
     index: str | None = None  # relative path of the HNSW index holding this fragment's rows
     index_base: int = 0  # key of row r in that index is index_base + r
+    index_scale: float | None = None  # an int8 index's scale (None: a float16 index)
 
 
 def _as_dict(entry: MetadataField | FragmentEntry) -> dict[str, Any]:

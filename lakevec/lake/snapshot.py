@@ -463,6 +463,7 @@ class Group:
     bases: np.ndarray  # sorted key bases
     rows: np.ndarray
     offsets: np.ndarray  # position of each fragment's row 0
+    scale: float | None = None  # the index's int8 scale (None: float16)
 
     shift: int | None = field(init=False)  # position - key for every key, when one number does
 
@@ -493,6 +494,7 @@ def groups_of(snap: Snapshot) -> tuple[list[Group], list[int]]:
                 np.array([snap.manifest.fragments[i].index_base for i in frags], dtype=np.int64),
                 np.array([snap.manifest.fragments[i].rows for i in frags], dtype=np.int64),
                 np.array([snap.offsets[i] for i in frags], dtype=np.int64),
+                snap.manifest.fragments[frags[0]].index_scale,
             )
         )
     return groups, tail

@@ -29,10 +29,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-from usearch.index import Index
+from usearch.index import Index, ScalarKind
 
 from lakevec.engine import CollectionEngine
 from lakevec.lake.manifest import Manifest
+from lakevec.lake.quantize import index_scale, quantized
 from lakevec.maintenance.merge import merge_small
 from lakevec.write.index import index_rows, new_index
 
@@ -114,6 +115,7 @@ class _Head:
     path: str
     index: Index
     next_key: int
+    scale: float | None  # int8 scale (None: a float16 index written before int8 ones)
 
 
 class Indexer:
@@ -307,7 +309,7 @@ class Indexer:
     def _fold(self, snap, tail: list[int], head_path: str | None) -> bool:
         manifest = snap.manifest
         hnsw = manifest.config["hnsw"]
-        head = self._open_head(head_path, manifest.dimension, hnsw)
+        head = self._open_head(head_path, manifest, hnsw)
         bases: dict[str, int] = {}
         key = head.next_key
         for i in tail:
@@ -316,6 +318,9 @@ class Indexer:
             if snap.dead[i] is not None:
                 rows = np.setdiff1d(rows, snap.dead[i])
             vectors = np.ascontiguousarray(frag.embeddings[rows])
+            if not head.path and not len(head.index) and head.index.dtype == ScalarKind.I8:
+                head.scale = index_scale(hnsw["space"], vectors)  # a new index: from its first rows
+            vectors = quantized(hnsw["space"], vectors, head.scale)
             head.index.add(key + rows, vectors, threads=self._threads, progress=self._keep_going)
             if self._stopping:
                 raise _Stopped
@@ -330,7 +335,7 @@ class Indexer:
             fragments, folded = [], False
             for e in m.fragments:
                 if e.id in bases and e.index is None:
-                    e = dataclasses.replace(e, index=relative, index_base=bases[e.id])
+                    e = dataclasses.replace(e, index=relative, index_base=bases[e.id], index_scale=head.scale)
                     folded = True
                 elif e.id in members and e.index == head_path:
                     e = dataclasses.replace(e, index=relative)
@@ -342,7 +347,7 @@ class Indexer:
             storage.delete(self.engine.cache.path(relative))
             self._head = None
             return True  # the tail moved on: look again
-        self._head = _Head(relative, head.index, key)
+        self._head = _Head(relative, head.index, key, head.scale)
         return True
 
     def _keep_going(self, done, total):  # usearch checks these annotations as real types
@@ -350,16 +355,17 @@ class Indexer:
 
     _keep_going.__annotations__ = {"done": int, "total": int, "return": bool}
 
-    def _open_head(self, path: str | None, dim: int, hnsw: dict[str, Any]) -> _Head:
+    def _open_head(self, path: str | None, manifest: Manifest, hnsw: dict[str, Any]) -> _Head:
         if path is None:
-            return _Head("", new_index(dim, hnsw), 0)
+            return _Head("", new_index(manifest.dimension, hnsw), 0, None)
         if self._head is not None and self._head.path == path:
             return self._head
         data = self.engine.storage.read_immutable(self.engine.cache.path(path))
         index = Index.restore(data)  # a private, writable copy
         keys = index.keys
         next_key = int(np.max(np.asarray(keys))) + 1 if len(index) else 0
-        return _Head(path, index, next_key)
+        scale = next(e.index_scale for e in manifest.fragments if e.index == path)
+        return _Head(path, index, next_key, scale)
 
 
 def _alive(host: str, pid: int) -> bool:

@@ -17,13 +17,45 @@ from lakevec.read.mask import where_mask
 from lakevec.read.rows import select
 from lakevec.read.search import Hits, exact_search, hnsw_search, merge_hits, positions_of, prefer_exact
 
+GATHER_BYTES = 32 << 20  # a filter's rows searched exactly are kept contiguous up to this size
+
 
 class Allowed:
-    """Rows a query may return: a bitmap over positions and its count per fragment."""
+    """Rows a query may return: a bitmap over positions, its count per fragment, and (for a
+    filter) the sorted positions. A filter cached for repeated queries also keeps the vectors
+    of its rows that are searched exactly, gathered once into one array: gathering 10k rows
+    scattered over 1M costs more than the search over them."""
 
-    def __init__(self, mask: np.ndarray, per_fragment: np.ndarray) -> None:
+    def __init__(
+        self, mask: np.ndarray, per_fragment: np.ndarray, positions: np.ndarray | None = None
+    ) -> None:
         self.mask = mask
         self.per_fragment = per_fragment
+        self.positions = positions
+        self._gathered: tuple[tuple[int, ...], np.ndarray] | None = None
+        self._lock = threading.Lock()
+
+    def exact_rows(self, snap: Snapshot, fragments: list[int]) -> np.ndarray:
+        """Sorted positions of the allowed rows of ``fragments``."""
+        if self.positions is None:  # every live row: the fragments' live rows
+            rows = positions_of(snap, fragments)
+            return rows[self.mask[rows]]
+        wanted = set(fragments)
+        runs = [(a, b) for f, a, b in snap.runs(self.positions) if f in wanted]
+        if len(runs) == len(snap.runs(self.positions)):
+            return self.positions
+        return np.concatenate([self.positions[a:b] for a, b in runs]) if runs else self.positions[:0]
+
+    def gathered(self, snap: Snapshot, fragments: list[int], rows: np.ndarray) -> np.ndarray | None:
+        """The vectors of ``rows`` (from :meth:`exact_rows`) as one array, kept for the next
+        query with this filter; None for every-live-row views and rows past GATHER_BYTES."""
+        if self.positions is None or len(rows) * (snap.manifest.dimension or 0) * 4 > GATHER_BYTES:
+            return None
+        key = tuple(fragments)
+        with self._lock:
+            if self._gathered is None or self._gathered[0] != key:
+                self._gathered = (key, snap.embeddings(rows))
+            return self._gathered[1]
 
 
 class FilterCache:
@@ -67,8 +99,9 @@ class FilterCache:
             )
             mask = np.zeros(len(snap.live), dtype=bool)
             mask[positions] = True
+            positions = np.flatnonzero(mask)
         counts = np.bincount(snap.locate(positions)[0], minlength=len(snap.fragments))
-        allowed = Allowed(mask, counts)
+        allowed = Allowed(mask, counts, positions)
         with self._lock:
             self._items[key] = allowed
             while len(self._items) > self._size:
@@ -98,10 +131,11 @@ def search(
             exact_fragments += [i for i in group.fragments if allowed.per_fragment[i]]
         else:
             parts.append(hnsw_search(snap, space, index, group, queries, k, allowed.mask, matching, ef))
-    exact = positions_of(snap, exact_fragments)
-    exact = exact[allowed.mask[exact]]
+    exact_fragments.sort()
+    exact = allowed.exact_rows(snap, exact_fragments)
     if len(exact):
-        parts.append(exact_search(snap, space, queries, exact, k))
+        vectors = allowed.gathered(snap, exact_fragments, exact)
+        parts.append(exact_search(snap, space, queries, exact, k, vectors))
     if not parts:
         return Hits(
             np.full((len(queries), 0), -1, dtype=np.int64), np.zeros((len(queries), 0), dtype=np.float32)

@@ -22,12 +22,14 @@ from dataclasses import dataclass
 import numpy as np
 from usearch.index import Index
 
+from lakevec.lake.quantize import quantized
 from lakevec.lake.snapshot import Group, Snapshot
 
 EXACT_NS = 0.42e-6  # ms per (row x dimension): 100k x 384 exact ~ 16 ms
 HNSW_MS = 0.8  # one HNSW query on 100k x 384 at ef 64-100
 OVERSAMPLE = 1.5
 RERANK = 4  # re-rank up to RERANK * k candidates from an index
+RERANK_INT8 = 8  # ... and at least RERANK_INT8 * k from an int8 one
 
 
 @dataclass
@@ -76,14 +78,25 @@ def top_k(positions: np.ndarray, distances: np.ndarray, k: int) -> Hits:
     return Hits(np.take_along_axis(positions, order, axis=1), np.take_along_axis(distances, order, axis=1))
 
 
-def exact_search(snap: Snapshot, space: str, queries: np.ndarray, positions: np.ndarray, k: int) -> Hits:
-    """Brute force over the given rows, a fragment at a time (a fragment whose rows are all
-    allowed is searched in place, in blocks: gathering 200k x 384 vectors first cost 0.5 s of
-    copying); the l2 winners' distances are recomputed pairwise."""
+def exact_search(
+    snap: Snapshot,
+    space: str,
+    queries: np.ndarray,
+    positions: np.ndarray,
+    k: int,
+    vectors: np.ndarray | None = None,
+) -> Hits:
+    """Brute force over the given sorted rows: over ``vectors`` (theirs, gathered) in one
+    product, else a fragment at a time (a fragment whose rows are all allowed is searched in
+    place, in blocks: gathering 200k x 384 vectors first cost 0.5 s of copying); the l2
+    winners' distances are recomputed pairwise."""
     nq = len(queries)
     if len(positions) == 0:
         return Hits(np.full((nq, 0), -1, dtype=np.int64), np.zeros((nq, 0), dtype=np.float32))
-    positions = np.sort(positions)
+    if vectors is not None:
+        dist = exact_distances(space, queries, vectors)
+        hits = top_k(np.broadcast_to(positions, dist.shape), dist, min(k, len(positions)))
+        return rerank(snap, space, queries, hits)
     parts = []
     for f, a, b in snap.runs(positions):
         frag, rows = snap.fragments[f], positions[a:b] - snap.offsets[f]
@@ -158,17 +171,21 @@ def hnsw_search(
     total = len(index)
     nq = len(queries)
     count = min(total, max(k, math.ceil(k * OVERSAMPLE * total / max(matching, 1))))
+    pool = (RERANK if group.scale is None else RERANK_INT8) * k
+    if group.scale is not None:  # int8 distances only rank roughly: re-rank more candidates
+        count = min(total, max(count, pool))
     want = min(k, matching)
-    keep = min(RERANK * k, max(k, count))
+    keep = min(pool, max(k, count))
+    probes = quantized(space, queries, group.scale)
     candidates = [np.zeros(0, dtype=np.int64)] * nq
     pending = list(range(nq))
     while pending:
         if index.expansion_search != max(ef, count):
             index.expansion_search = max(ef, count)
         if len(pending) == 1:  # one query: no thread pool (its start-up costs more than the search)
-            found = [index.search(queries[pending[0]], count, threads=1).keys]
+            found = [index.search(probes[pending[0]], count, threads=1).keys]
         else:
-            matches = index.search(queries[pending], count, threads=0)
+            matches = index.search(probes[pending], count, threads=0)
             found = [keys[:n] for keys, n in zip(matches.keys, matches.counts.tolist())]
         still = []
         for q, keys in zip(pending, found):
