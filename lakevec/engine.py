@@ -9,6 +9,7 @@ new rows through ``on_commit``.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import weakref
@@ -57,6 +58,7 @@ class CollectionEngine:
         self._filters = FilterCache()
         self._indexes: dict[str, Index] = {}
         self._indexes_lock = threading.Lock()
+        self._retired: set[str] = set()  # index files found deleted (superseded)
         # called after each commit that added fragments (the indexer schedules a fold)
         self.on_commit: list[Callable[[], None]] = []
 
@@ -238,12 +240,21 @@ class CollectionEngine:
                     later.append(full)
                     continue
             if index is None:
-                local = self.storage.local_copy(full)
+                if path in self._retired:
+                    continue
                 try:
+                    local = self.storage.local_copy(full)
+                    if local is not None and not os.path.exists(local):
+                        raise FileNotFoundError(local)
                     if local is not None:  # memory-mapped: the local file or its cached copy
                         index = Index.restore(local, view=True)
                     else:
                         index = Index.restore(self.storage.read_bytes(full))
+                except FileNotFoundError:
+                    # an index is derived data: the indexer deletes one that a later fold
+                    # superseded, and a version that still lists it searches its rows exactly
+                    self._retired.add(path)
+                    continue
                 except (RuntimeError, ValueError) as exc:
                     raise corrupt(full, "index", exc) from None
                 if index is None:

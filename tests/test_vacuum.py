@@ -113,3 +113,25 @@ def test_vacuum_keeps_versions_open_in_this_process(collection):
 
     gc.collect()
     assert old_version not in collection.vacuum(older_than=timedelta(0))["kept_versions"]
+
+
+def test_a_superseded_index_goes_at_once_and_its_version_is_searched_exactly(root):
+    """A fold that extends an index saves it under a new name and deletes the old file: an
+    index is derived data, so the version that listed it searches those rows exactly."""
+    col = lakevec.PersistentClient(root).create_collection("idx", embedding_function=None)
+    x = np.random.default_rng(3).random((6000, 8)).astype(np.float32)
+    col.add(ids=[f"r{i}" for i in range(5000)], embeddings=x[:5000])
+    col.wait_for_index()
+    first = col.version
+    old_indexes = {e.index for e in col._engine.snapshot().manifest.fragments}
+    col.add(ids=[f"r{i}" for i in range(5000, 6000)], embeddings=x[5000:])
+    col.wait_for_index()
+    latest = col._engine.snapshot().manifest
+    new_indexes = {e.index for e in latest.fragments}
+    assert None not in new_indexes and old_indexes.isdisjoint(new_indexes)
+    assert {f for f in _files(col) if f.startswith("index/")} == new_indexes
+    queries = x[[1, 2500, 4999]] + 0.01
+    d = ((x[:5000, None, :] - queries[None]) ** 2).sum(-1).T
+    truth = [[f"r{i}" for i in row] for row in np.argsort(d, axis=1)[:, :5]]
+    assert col.at(first).query(query_embeddings=queries, n_results=5)["ids"] == truth
+    assert col.at(first).count() == 5000

@@ -35,6 +35,7 @@ from lakevec.engine import CollectionEngine
 from lakevec.lake.manifest import Manifest
 from lakevec.lake.quantize import index_scale, quantized
 from lakevec.maintenance.merge import merge_small
+from lakevec.maintenance.vacuum import vacuum
 from lakevec.write.index import index_rows, new_index
 
 FOLD_MIN_ROWS = 4096  # a smaller tail is searched exactly until wait_for_index()
@@ -43,6 +44,8 @@ QUIET_SECONDS = 0.2  # background folds wait for a pause this long in a stream o
 HEAD_MAX_ROWS = 262_144  # background folds start a new index past this many rows
 LEASE_SECONDS = 300.0  # a background fold's claim on its tail; an older claim is taken over
 GROUP_MAX_ROWS = 2_000_000  # inline folds (wait_for_index, compact) grow an index up to this
+AUTO_VACUUM_SECONDS = 3600.0  # background work vacuums at most this often
+RETENTION_SECONDS = 7 * 86400.0  # ... keeping every version of the last 7 days (vacuum's default)
 
 
 def stale_indexes(engine: CollectionEngine, manifest: Manifest, threshold: float) -> set[str]:
@@ -141,6 +144,7 @@ class Indexer:
         self._folding: frozenset[str] = frozenset()
         self._threads = 0
         self._last_write = 0.0
+        self._last_vacuum = time.monotonic()  # the first one an hour in: opening costs nothing
 
     def wait(self, timeout: float | None = None) -> None:
         """Index every committed row, inline (the background thread may be doing the same)."""
@@ -216,11 +220,22 @@ class Indexer:
         try:
             while self._settled() and self.step(force=False):
                 pass
+            self._vacuum_if_due()
             self.last_error = None
         except _Stopped:
             pass
         except BaseException as exc:  # keep serving; wait_for_index redoes the work inline and raises
             self.last_error = exc
+
+    def _vacuum_if_due(self) -> None:
+        """Once per AUTO_VACUUM_SECONDS of background work, delete what no version of the
+        retention window needs (``vacuum()``'s default window): merged-away fragments and
+        superseded files do not pile up on a collection nobody vacuums by hand."""
+        now = time.monotonic()
+        if self._stopping or now - self._last_vacuum < AUTO_VACUUM_SECONDS:
+            return
+        self._last_vacuum = now
+        vacuum(self.engine, RETENTION_SECONDS, 1, False)
 
     def _settled(self) -> bool:
         """Wait out a stream of writes (a fold competes with them for the cores and the GIL,
@@ -343,12 +358,24 @@ class Indexer:
             # another process indexed (or compacted) these rows first: nothing left to commit
             return m.child("index", fragments=tuple(fragments)) if folded else None
 
-        if self.engine.commit_transform(point) is None:
+        committed = self.engine.commit_transform(point)
+        if committed is None:
             storage.delete(self.engine.cache.path(relative))
             self._head = None
             return True  # the tail moved on: look again
         self._head = _Head(relative, head.index, key, head.scale)
+        if head_path is not None:
+            self._retire(head_path, committed)
         return True
+
+    def _retire(self, path: str, latest: Manifest) -> None:
+        """Delete the index file a fold just superseded: an index is derived from its fragments,
+        so an older version that still lists it searches those rows exactly instead (no data
+        is lost, and the time-travel window stays). Kept while a read-only view in this process
+        reads an older version."""
+        if path in latest.files() or any(v < latest.version for v in self.engine.pinned_versions()):
+            return
+        self.engine.storage.delete(self.engine.cache.path(path))
 
     def _keep_going(self, done, total):  # usearch checks these annotations as real types
         return not self._stopping
