@@ -31,6 +31,17 @@ def brute_force(space, queries, vectors, k):
     return order, np.take_along_axis(d, order, axis=1)
 
 
+def distance_matrix(space, queries, vectors):
+    """(nq, n) float64 distances by matrix products: brute_force's broadcast is nq x n x dim."""
+    q, x = np.asarray(queries, dtype=np.float64), np.asarray(vectors, dtype=np.float64)
+    if space == "l2":
+        return (q**2).sum(1)[:, None] + (x**2).sum(1)[None, :] - 2 * q @ x.T
+    if space == "cosine":
+        qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+        return 1 - qn @ (x / np.linalg.norm(x, axis=1, keepdims=True)).T
+    return 1 - q @ x.T
+
+
 def clustered(n, dim, seed=0, rank=8):
     """Embedding-like data: clusters in a low-dimensional latent space, projected up, plus noise
     (isotropic noise in all dimensions is structureless; no ANN index helps there)."""
@@ -421,16 +432,52 @@ def test_int8_index_recall_and_exact_distances(space):
     assert str(col._engine._open_indexes(snap)[path].dtype) == dtype
     queries = 40.0 * clustered(30, dim, seed=7, rank=24)
     res = col.query(query_embeddings=queries, n_results=10, include=["distances"])
-    q, v = queries.astype(np.float64), x.astype(np.float64)
-    if space == "l2":
-        d = (q**2).sum(1)[:, None] + (v**2).sum(1)[None, :] - 2 * q @ v.T
-    elif space == "cosine":
-        d = 1 - (q / np.linalg.norm(q, axis=1, keepdims=True)) @ (v / np.linalg.norm(v, axis=1, keepdims=True)).T
-    else:
-        d = 1 - q @ v.T
+    d = distance_matrix(space, queries, x)
     truth = np.argsort(d, axis=1)[:, :10]
     recall = np.mean([len({f"r{i}" for i in t} & set(r)) / 10 for t, r in zip(truth, res["ids"])])
     assert recall >= 0.95, recall
     for row, ids, dists in zip(d, res["ids"], res["distances"]):
         expected = row[[int(i[1:]) for i in ids]]
         np.testing.assert_allclose(dists, expected, rtol=1e-4, atol=1e-3 * max(1.0, abs(expected).max()))
+
+
+@pytest.mark.parametrize("space,dim", [("l2", 192), ("cosine", 192), ("l2", 16)])
+def test_index_tiers_are_searched_in_one_call(monkeypatch, space, dim):
+    """Folds give each new index keys above the older ones', so a collection's index tiers are
+    searched as one usearch ``Indexes``: same recall, exact distances, never a filtered-out row."""
+    import lakevec.maintenance.indexer as indexer
+    import lakevec.read.query as query_module
+
+    monkeypatch.setattr(indexer, "GROUP_MAX_ROWS", 5000)
+    col = lakevec.EphemeralClient().create_collection(
+        f"tiers-{space}-{dim}", configuration={"hnsw": {"space": space}}, embedding_function=None
+    )
+    n = 13_000
+    x = 10.0 * clustered(n, dim, rank=12)
+    for start in range(0, n, 5000):
+        end = min(n, start + 5000)
+        col.add(
+            ids=[f"r{i}" for i in range(start, end)],
+            embeddings=x[start:end],
+            metadatas=[{"i": i} for i in range(start, end)],
+        )
+        col.wait_for_index()
+    snap = col._engine.snapshot()
+    groups, tail = snap.search_groups
+    assert len(groups) == 3 and not tail
+    spans = sorted((int(g.bases.min()), int((g.bases + g.rows).max())) for g in groups)
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))  # disjoint key ranges
+    queries = 10.0 * clustered(20, dim, seed=7, rank=12)
+    for where, keep in [(None, np.arange(n)), ({"i": {"$gte": 2000}}, np.arange(2000, n))]:
+        query_module._COMBINED.clear()
+        res = col.query(query_embeddings=queries, n_results=10, where=where, include=["distances"])
+        assert [v for _, v in query_module._COMBINED.values()] != [None]  # the one-call path ran
+        d = distance_matrix(space, queries, x)
+        order = np.argsort(d[:, keep], axis=1)[:, :10]
+        truth = [{f"r{i}" for i in keep[o]} for o in order]
+        recall = np.mean([len(t & set(r)) / 10 for t, r in zip(truth, res["ids"])])
+        assert recall >= 0.95, (where, recall)
+        for row, ids, got in zip(d, res["ids"], res["distances"]):
+            rows = np.array([int(i[1:]) for i in ids])
+            assert set(rows) <= set(keep.tolist())
+            np.testing.assert_allclose(got, row[rows], rtol=1e-4, atol=1e-3 * max(1.0, abs(row[rows]).max()))

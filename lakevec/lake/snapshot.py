@@ -448,9 +448,10 @@ class Snapshot:
                     source = sources[f] = self.fragments[f].rows()
                 out[j] = source[r]
             return out
-        for i in np.unique(frag):
-            sel = frag == i
-            out[sel] = self.fragments[i].take(rows[sel])
+        order = np.argsort(positions, kind="stable")  # one run of positions per fragment
+        ordered = positions[order]
+        for i, a, b in self.runs(ordered):
+            out[order[a:b]] = self.fragments[i].take(ordered[a:b] - self.offsets[i])
         return out
 
 

@@ -32,6 +32,7 @@ import numpy as np
 from usearch.index import Index, ScalarKind
 
 from lakevec.engine import CollectionEngine
+from lakevec.errors import corrupt
 from lakevec.lake.manifest import Manifest
 from lakevec.lake.quantize import index_scale, quantized
 from lakevec.maintenance.merge import merge_small
@@ -44,6 +45,7 @@ QUIET_SECONDS = 0.2  # background folds wait for a pause this long in a stream o
 HEAD_MAX_ROWS = 262_144  # background folds start a new index past this many rows
 LEASE_SECONDS = 300.0  # a background fold's claim on its tail; an older claim is taken over
 GROUP_MAX_ROWS = 2_000_000  # inline folds (wait_for_index, compact) grow an index up to this
+ADD_CHUNK = 16_384  # rows per usearch add call of a fold
 AUTO_VACUUM_SECONDS = 3600.0  # background work vacuums at most this often
 RETENTION_SECONDS = 7 * 86400.0  # ... keeping every version of the last 7 days (vacuum's default)
 
@@ -143,6 +145,7 @@ class Indexer:
         self._merger: threading.Thread | None = None
         self._folding: frozenset[str] = frozenset()
         self._threads = 0
+        self._waiters = 0  # callers in wait(): a background fold then uses every core
         self._last_write = 0.0
         self._last_vacuum = time.monotonic()  # the first one an hour in: opening costs nothing
 
@@ -151,9 +154,13 @@ class Indexer:
         if self.engine.pinned_version is not None:
             return
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self.step(force=True):
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError("indexing did not catch up in time")
+        self._waiters += 1
+        try:
+            while self.step(force=True):
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError("indexing did not catch up in time")
+        finally:
+            self._waiters -= 1
 
     @contextmanager
     def paused(self) -> Iterator[None]:
@@ -273,9 +280,11 @@ class Indexer:
             cap = GROUP_MAX_ROWS if force else HEAD_MAX_ROWS
             sizes = index_rows(manifest)
             least = 1 if force else background_fold_rows(manifest)
-            # extend the largest index with room for a fold, else start a new one
-            open_ = [path for path, rows in sizes.items() if rows + least <= cap]
-            head_path = max(open_, key=lambda p: sizes[p]) if open_ else None
+            # extend the newest index (the one holding the highest keys) if it has room for a
+            # fold, else start a new one: each index's keys stay one range above the older
+            # indexes', so one native call can search them all (read/search.py)
+            newest = max(sizes, key=lambda p: _key_end(manifest, p), default=None)
+            head_path = newest if newest is not None and sizes[newest] + least <= cap else None
             tail = _fill(tail, manifest, cap - sizes.get(head_path, 0) if head_path else cap)
             if sum(manifest.fragments[i].rows for i in tail) < least:
                 self._folding = frozenset()
@@ -334,9 +343,17 @@ class Indexer:
                 rows = np.setdiff1d(rows, snap.dead[i])
             vectors = np.ascontiguousarray(frag.embeddings[rows])
             if not head.path and not len(head.index) and head.index.dtype == ScalarKind.I8:
-                head.scale = index_scale(hnsw["space"], vectors)  # a new index: from its first rows
+                # a new index: the collection's scale (one query vector fits all its indexes),
+                # else one from its first rows
+                scales = [e.index_scale for e in manifest.fragments if e.index_scale is not None]
+                head.scale = scales[-1] if scales else index_scale(hnsw["space"], vectors)
             vectors = quantized(hnsw["space"], vectors, head.scale)
-            head.index.add(key + rows, vectors, threads=self._threads, progress=self._keep_going)
+            for a in range(0, len(rows), ADD_CHUNK):
+                # in chunks: a background fold takes every core from the next chunk on once a
+                # caller waits for the index (wait_for_index)
+                threads = 0 if self._waiters else self._threads
+                chunk = slice(a, a + ADD_CHUNK)
+                head.index.add(key + rows[chunk], vectors[chunk], threads=threads, progress=self._keep_going)
             if self._stopping:
                 raise _Stopped
             bases[entry.id] = key
@@ -384,15 +401,29 @@ class Indexer:
 
     def _open_head(self, path: str | None, manifest: Manifest, hnsw: dict[str, Any]) -> _Head:
         if path is None:
-            return _Head("", new_index(manifest.dimension, hnsw), 0, None)
+            # keys above every index's (those of a dropped fragment stay in the index that
+            # the indexer last wrote, known here; elsewhere they only cost a candidate)
+            ends = [_key_end(manifest, p) for p in index_rows(manifest)]
+            if self._head is not None:
+                ends.append(self._head.next_key)
+            return _Head("", new_index(manifest.dimension or 0, hnsw), max(ends, default=0), None)
         if self._head is not None and self._head.path == path:
             return self._head
         data = self.engine.storage.read_immutable(self.engine.cache.path(path))
         index = Index.restore(data)  # a private, writable copy
-        keys = index.keys
-        next_key = int(np.max(np.asarray(keys))) + 1 if len(index) else 0
+        if index is None:
+            raise corrupt(self.engine.cache.path(path), "index", ValueError("not a usearch index"))
+        next_key = _max_key(index) + 1 if len(index) else 0
         scale = next(e.index_scale for e in manifest.fragments if e.index == path)
         return _Head(path, index, next_key, scale)
+
+
+def _key_end(manifest: Manifest, path: str) -> int:
+    return max(e.index_base + e.rows for e in manifest.fragments if e.index == path)
+
+
+def _max_key(index: Index) -> int:
+    return int(np.max(np.asarray(index.keys)))
 
 
 def _alive(host: str, pid: int) -> bool:

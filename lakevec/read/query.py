@@ -12,10 +12,20 @@ import numpy as np
 from usearch.index import Index
 
 from lakevec.lake.schema import dicts_from_columns
-from lakevec.lake.snapshot import Snapshot
+from lakevec.lake.snapshot import Group, Snapshot
 from lakevec.read.mask import where_mask
 from lakevec.read.rows import select
-from lakevec.read.search import Hits, exact_search, hnsw_search, merge_hits, positions_of, prefer_exact
+from lakevec.read.search import (
+    Hits,
+    IndexSet,
+    combined,
+    exact_search,
+    hnsw_search,
+    merge_hits,
+    positions_of,
+    prefer_exact,
+    row_norms,
+)
 
 GATHER_BYTES = 32 << 20  # a filter's rows searched exactly are kept contiguous up to this size
 
@@ -32,7 +42,7 @@ class Allowed:
         self.mask = mask
         self.per_fragment = per_fragment
         self.positions = positions
-        self._gathered: tuple[tuple[int, ...], np.ndarray] | None = None
+        self._gathered: tuple[tuple, tuple[np.ndarray, np.ndarray | None]] | None = None
         self._lock = threading.Lock()
 
     def exact_rows(self, snap: Snapshot, fragments: list[int]) -> np.ndarray:
@@ -46,15 +56,19 @@ class Allowed:
             return self.positions
         return np.concatenate([self.positions[a:b] for a, b in runs]) if runs else self.positions[:0]
 
-    def gathered(self, snap: Snapshot, fragments: list[int], rows: np.ndarray) -> np.ndarray | None:
-        """The vectors of ``rows`` (from :meth:`exact_rows`) as one array, kept for the next
-        query with this filter; None for every-live-row views and rows past GATHER_BYTES."""
+    def gathered(
+        self, snap: Snapshot, space: str, fragments: list[int], rows: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """The vectors of ``rows`` (from :meth:`exact_rows`) as one array with their norms,
+        kept for the next query with this filter; None for every-live-row views and rows past
+        GATHER_BYTES."""
         if self.positions is None or len(rows) * (snap.manifest.dimension or 0) * 4 > GATHER_BYTES:
             return None
-        key = tuple(fragments)
+        key = (space, tuple(fragments))
         with self._lock:
             if self._gathered is None or self._gathered[0] != key:
-                self._gathered = (key, snap.embeddings(rows))
+                vectors = snap.embeddings(rows)
+                self._gathered = (key, (vectors, row_norms(space, vectors)))
             return self._gathered[1]
 
 
@@ -109,6 +123,26 @@ class FilterCache:
         return allowed
 
 
+_COMBINED: OrderedDict[tuple, tuple[Snapshot, tuple[Group, IndexSet] | None]] = OrderedDict()
+_COMBINED_LOCK = threading.Lock()
+
+
+def _combined(snap: Snapshot, chosen: list[tuple[Group, Index, int]]) -> tuple[Group, IndexSet] | None:
+    """:func:`combined` for a snapshot's chosen indexes, built once and kept (LRU of 8)."""
+    key = (id(snap), snap.version, tuple(id(index) for _, index, _ in chosen))
+    with _COMBINED_LOCK:
+        hit = _COMBINED.get(key)
+        if hit is not None and hit[0] is snap:
+            _COMBINED.move_to_end(key)
+            return hit[1]
+    value = combined([g for g, _, _ in chosen], [index for _, index, _ in chosen])
+    with _COMBINED_LOCK:
+        _COMBINED[key] = (snap, value)
+        while len(_COMBINED) > 8:
+            _COMBINED.popitem(last=False)
+    return value
+
+
 def search(
     snap: Snapshot,
     indexes: dict[str, Index],
@@ -122,6 +156,7 @@ def search(
     groups, tail = snap.search_groups
     parts: list[Hits] = []
     exact_fragments = [i for i in tail if allowed.per_fragment[i]]
+    chosen: list[tuple[Group, Index, int]] = []
     for group in groups:
         matching = int(allowed.per_fragment[group.fragments].sum())
         if matching == 0:
@@ -130,11 +165,19 @@ def search(
         if index is None or prefer_exact(matching, len(index), k, dim, ef):
             exact_fragments += [i for i in group.fragments if allowed.per_fragment[i]]
         else:
+            chosen.append((group, index, matching))
+    together = _combined(snap, chosen) if len(chosen) > 1 else None
+    if together is not None:
+        group, index_set = together
+        matching = sum(m for _, _, m in chosen)
+        parts.append(hnsw_search(snap, space, index_set, group, queries, k, allowed.mask, matching, ef))
+    else:
+        for group, index, matching in chosen:
             parts.append(hnsw_search(snap, space, index, group, queries, k, allowed.mask, matching, ef))
     exact_fragments.sort()
     exact = allowed.exact_rows(snap, exact_fragments)
     if len(exact):
-        vectors = allowed.gathered(snap, exact_fragments, exact)
+        vectors = allowed.gathered(snap, space, exact_fragments, exact)
         parts.append(exact_search(snap, space, queries, exact, k, vectors))
     if not parts:
         return Hits(

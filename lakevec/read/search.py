@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from usearch.index import Index
+from usearch.index import Index, Indexes
 
 from lakevec.lake.quantize import quantized
 from lakevec.lake.snapshot import Group, Snapshot
@@ -45,15 +45,30 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(norms, 1e-30)
 
 
-def exact_distances(space: str, queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+def row_norms(space: str, vectors: np.ndarray) -> np.ndarray | None:
+    """What :func:`exact_distances` needs of each row besides the row: |x|^2 for l2, |x| for
+    cosine (one more pass over the rows, saved where the rows are searched again)."""
+    if space == "l2":
+        return np.einsum("ij,ij->i", vectors, vectors)
+    if space == "cosine":
+        return np.maximum(np.sqrt(np.einsum("ij,ij->i", vectors, vectors)), 1e-30)
+    return None
+
+
+def exact_distances(
+    space: str, queries: np.ndarray, vectors: np.ndarray, norms: np.ndarray | None = None
+) -> np.ndarray:
     """(nq, n) distances, computed the way Chroma reports them."""
+    if norms is None:
+        norms = row_norms(space, vectors)
+    dots = queries @ vectors.T
+    if norms is None:  # ip
+        return 1.0 - dots
     if space == "l2":
         qn = np.einsum("ij,ij->i", queries, queries)[:, None]
-        xn = np.einsum("ij,ij->i", vectors, vectors)[None, :]
-        return np.maximum(qn + xn - 2.0 * (queries @ vectors.T), 0.0)
-    if space == "cosine":
-        return 1.0 - normalize(queries) @ normalize(vectors).T
-    return 1.0 - queries @ vectors.T
+        return np.maximum(qn + norms[None, :] - 2.0 * dots, 0.0)
+    q = np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-30)  # cosine
+    return 1.0 - dots / q / norms[None, :]
 
 
 def pair_distances(space: str, queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
@@ -84,17 +99,17 @@ def exact_search(
     queries: np.ndarray,
     positions: np.ndarray,
     k: int,
-    vectors: np.ndarray | None = None,
+    vectors: tuple[np.ndarray, np.ndarray | None] | None = None,
 ) -> Hits:
-    """Brute force over the given sorted rows: over ``vectors`` (theirs, gathered) in one
-    product, else a fragment at a time (a fragment whose rows are all allowed is searched in
+    """Brute force over the given sorted rows: over ``vectors`` (theirs gathered, and their
+    :func:`row_norms`) in one product, else a fragment at a time (a fragment whose rows are all allowed is searched in
     place, in blocks: gathering 200k x 384 vectors first cost 0.5 s of copying); the l2
     winners' distances are recomputed pairwise."""
     nq = len(queries)
     if len(positions) == 0:
         return Hits(np.full((nq, 0), -1, dtype=np.int64), np.zeros((nq, 0), dtype=np.float32))
     if vectors is not None:
-        dist = exact_distances(space, queries, vectors)
+        dist = exact_distances(space, queries, *vectors)
         hits = top_k(np.broadcast_to(positions, dist.shape), dist, min(k, len(positions)))
         return rerank(snap, space, queries, hits)
     parts = []
@@ -159,7 +174,7 @@ def keys_to_positions(group: Group, keys: np.ndarray) -> np.ndarray:
 def hnsw_search(
     snap: Snapshot,
     space: str,
-    index: Index,
+    index: Index | IndexSet,
     group: Group,
     queries: np.ndarray,
     k: int,
@@ -201,6 +216,52 @@ def hnsw_search(
         positions[q, : len(pos)] = pos
     hits = rerank(snap, space, queries, Hits(positions, np.zeros(positions.shape, dtype=np.float32)))
     return Hits(hits.positions[:, :k], hits.distances[:, :k])
+
+
+class IndexSet:
+    """Several indexes searched in one native call (usearch ``Indexes``), for indexes whose
+    keys never overlap: the tiers a collection's folds leave behind."""
+
+    def __init__(self, members: list[Index]) -> None:
+        self.members = members  # kept: the native set does not own them
+        self._native = Indexes(indexes=members)
+        self._size = sum(len(m) for m in members)
+
+    def __len__(self) -> int:
+        return self._size
+
+    @property
+    def expansion_search(self) -> int:
+        return self.members[0].expansion_search
+
+    @expansion_search.setter
+    def expansion_search(self, value: int) -> None:
+        for member in self.members:
+            member.expansion_search = value  # type: ignore[misc]
+
+    def search(self, vectors: np.ndarray, count: int, threads: int = 0):
+        return self._native.search(vectors, count, threads=threads)
+
+
+def combined(groups: list[Group], members: list[Index]) -> tuple[Group, IndexSet] | None:
+    """One group and index set standing for ``groups`` (each searched through its index in
+    ``members``), if their key ranges are disjoint and their vectors enter alike; else None."""
+    if len({g.scale for g in groups}) > 1 or len({str(m.dtype) for m in members}) > 1:
+        return None
+    spans = sorted((int(g.bases.min()), int((g.bases + g.rows).max())) for g in groups)
+    if any(end > start for (_, end), (start, _) in zip(spans, spans[1:])):
+        return None  # keys that restart at 0 in each index (folds before key ranges)
+    bases = np.concatenate([g.bases for g in groups])
+    order = np.argsort(bases, kind="stable")
+    group = Group(
+        "+".join(g.path for g in groups),
+        [f for g in groups for f in g.fragments],
+        bases[order],
+        np.concatenate([g.rows for g in groups])[order],
+        np.concatenate([g.offsets for g in groups])[order],
+        groups[0].scale,
+    )
+    return group, IndexSet(members)
 
 
 def prefer_exact(matching: int, total: int, k: int, dim: int, ef: int) -> bool:
