@@ -18,15 +18,16 @@ WHY = {
     "latency": "A lakevec query at 10k is ~0.2 ms of which usearch's search is ~0.05 ms; the rest is "
     "fixed Python around it (float32 re-rank of the candidates ~25 us, result values ~20 us, "
     "validation, snapshot check, small numpy calls). A fixed cost weighs most on small collections. At 1M "
-    "a collection ingested in batches holds several indexes (background folds stop growing one at "
-    "262,144 rows; compact() merges them) and a query searches each.",
+    "the int8 index's search is cheaper than raw usearch's float32 one, and a collection's index "
+    "tiers are searched in one native call.",
     "filtered": "Chroma's filtered query grows with the collection (7 ms at 10k, 33-140 ms at 100k), "
     "lakevec's stays near its fixed per-query cost (~0.3-1 ms), so the ratio grows with size and "
     "is lowest at 10k.",
     "unfiltered": "Same fixed per-query cost as the latency goal; Chroma's query is ~1 ms of which "
     "hnswlib is a part, so the ratio sits near 2x and moves with machine noise.",
-    "disk": "Fragments keep float32 vectors and the HNSW index a float16 copy; background folds "
-    "leave superseded index files for older versions until vacuum.",
+    "disk": "Fragments keep float32 vectors and the HNSW index an int8 copy (float16 below 128 "
+    "dimensions); folds delete the index files they supersede, but fragments that background "
+    "merges replaced stay for the versions of vacuum's 7-day window.",
     "ingest": "Until indexed, lakevec builds the same HNSW graph Chroma does, on the same 2 cores.",
     "recall/QPS": "LanceDB's exact re-rank of refine_factor x k PQ candidates reaches recall HNSW does "
     "not reach at ef 1280 (uniform vectors, or the last 0.002 at 1M), at a small fraction of the QPS.",
