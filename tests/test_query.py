@@ -441,15 +441,18 @@ def test_int8_index_recall_and_exact_distances(space):
         np.testing.assert_allclose(dists, expected, rtol=1e-4, atol=1e-3 * max(1.0, abs(expected).max()))
 
 
-@pytest.mark.parametrize("space,dim", [("l2", 192), ("cosine", 192), ("l2", 16)])
-def test_index_tiers_are_searched_in_one_call(monkeypatch, space, dim):
+@pytest.mark.parametrize(
+    "space,dim,where", [("l2", 192, "memory"), ("cosine", 192, "file"), ("l2", 16, "file")]
+)
+def test_index_tiers_are_searched_in_one_call(monkeypatch, tmp_path, space, dim, where):
     """Folds give each new index keys above the older ones', so a collection's index tiers are
     searched as one usearch ``Indexes``: same recall, exact distances, never a filtered-out row."""
     import lakevec.maintenance.indexer as indexer
     import lakevec.read.query as query_module
 
     monkeypatch.setattr(indexer, "GROUP_MAX_ROWS", 5000)
-    col = lakevec.EphemeralClient().create_collection(
+    client = lakevec.EphemeralClient() if where == "memory" else lakevec.PersistentClient(str(tmp_path))
+    col = client.create_collection(
         f"tiers-{space}-{dim}", configuration={"hnsw": {"space": space}}, embedding_function=None
     )
     n = 13_000
@@ -468,15 +471,15 @@ def test_index_tiers_are_searched_in_one_call(monkeypatch, space, dim):
     spans = sorted((int(g.bases.min()), int((g.bases + g.rows).max())) for g in groups)
     assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))  # disjoint key ranges
     queries = 10.0 * clustered(20, dim, seed=7, rank=12)
-    for where, keep in [(None, np.arange(n)), ({"i": {"$gte": 2000}}, np.arange(2000, n))]:
+    for filt, keep in [(None, np.arange(n)), ({"i": {"$gte": 2000}}, np.arange(2000, n))]:
         query_module._COMBINED.clear()
-        res = col.query(query_embeddings=queries, n_results=10, where=where, include=["distances"])
+        res = col.query(query_embeddings=queries, n_results=10, where=filt, include=["distances"])
         assert [v for _, v in query_module._COMBINED.values()] != [None]  # the one-call path ran
         d = distance_matrix(space, queries, x)
         order = np.argsort(d[:, keep], axis=1)[:, :10]
         truth = [{f"r{i}" for i in keep[o]} for o in order]
         recall = np.mean([len(t & set(r)) / 10 for t, r in zip(truth, res["ids"])])
-        assert recall >= 0.95, (where, recall)
+        assert recall >= 0.95, (filt, recall)
         for row, ids, got in zip(d, res["ids"], res["distances"]):
             rows = np.array([int(i[1:]) for i in ids])
             assert set(rows) <= set(keep.tolist())
