@@ -27,7 +27,9 @@ from lakevec.lake.snapshot import Group, Snapshot
 
 EXACT_NS = 0.42e-6  # ms per (row x dimension): 100k x 384 exact ~ 16 ms
 HNSW_MS = 0.8  # one HNSW query on 100k x 384 at ef 64-100
-OVERSAMPLE = 1.5
+#: candidates fetched per allowed result: k * OVERSAMPLE / (share of the index a filter keeps);
+#: 2.5 (against 1.5) took 300k clustered at a 10 % filter from recall 0.976 to 0.987
+OVERSAMPLE = 2.5
 RERANK = 4  # re-rank up to RERANK * k candidates from an index
 RERANK_INT8 = 8  # ... and at least RERANK_INT8 * k from an int8 one
 
