@@ -450,7 +450,8 @@ def test_index_tiers_are_searched_in_one_call(monkeypatch, tmp_path, space, dim,
     import lakevec.maintenance.indexer as indexer
     import lakevec.read.query as query_module
 
-    monkeypatch.setattr(indexer, "GROUP_MAX_ROWS", 5000)
+    monkeypatch.setattr(indexer, "GROUP_MAX_ROWS", 5000)  # folds a caller waits for
+    monkeypatch.setattr(indexer, "HEAD_MAX_ROWS", 5000)  # and background ones
     client = lakevec.EphemeralClient() if where == "memory" else lakevec.PersistentClient(str(tmp_path))
     col = client.create_collection(
         f"tiers-{space}-{dim}", configuration={"hnsw": {"space": space}}, embedding_function=None
