@@ -244,12 +244,12 @@ class CollectionEngine:
                     continue
                 try:
                     local = self.storage.local_copy(full)
-                    if local is not None and not os.path.exists(local):
-                        raise FileNotFoundError(local)
-                    if local is not None:  # memory-mapped: the local file or its cached copy
+                    if local is None:
+                        index = Index.restore(self.storage.read_bytes(full))
+                    elif os.path.exists(local):  # memory-mapped: the local file or its cached copy
                         index = Index.restore(local, view=True)
                     else:
-                        index = Index.restore(self.storage.read_bytes(full))
+                        raise FileNotFoundError(local)
                 except FileNotFoundError:
                     # an index is derived data: the indexer deletes one that a later fold
                     # superseded, and a version that still lists it searches its rows exactly

@@ -439,8 +439,8 @@ class Snapshot:
             for i, a, b in self.runs(positions):
                 out[a:b] = self.fragments[i].take(positions[a:b] - self.offsets[i])
             return out
-        frag, rows = self.locate(positions)
-        if len(positions) <= 64:  # a query's candidates: row by row beats a mask per fragment
+        if len(positions) <= 64:  # a query's candidates: row by row beats a run per fragment
+            frag, rows = self.locate(positions)
             sources: dict[int, np.ndarray | RowVectors] = {}
             for j, (f, r) in enumerate(zip(frag.tolist(), rows.tolist())):
                 source = sources.get(f)

@@ -51,8 +51,9 @@ class Allowed:
             rows = positions_of(snap, fragments)
             return rows[self.mask[rows]]
         wanted = set(fragments)
-        runs = [(a, b) for f, a, b in snap.runs(self.positions) if f in wanted]
-        if len(runs) == len(snap.runs(self.positions)):
+        every = snap.runs(self.positions)
+        runs = [(a, b) for f, a, b in every if f in wanted]
+        if len(runs) == len(every):
             return self.positions
         return np.concatenate([self.positions[a:b] for a, b in runs]) if runs else self.positions[:0]
 

@@ -104,9 +104,9 @@ def exact_search(
     vectors: tuple[np.ndarray, np.ndarray | None] | None = None,
 ) -> Hits:
     """Brute force over the given sorted rows: over ``vectors`` (theirs gathered, and their
-    :func:`row_norms`) in one product, else a fragment at a time (a fragment whose rows are all allowed is searched in
-    place, in blocks: gathering 200k x 384 vectors first cost 0.5 s of copying); the l2
-    winners' distances are recomputed pairwise."""
+    :func:`row_norms`) in one product, else a fragment at a time (a fragment whose rows are all
+    allowed is searched in place, in blocks: gathering 200k x 384 vectors first cost 0.5 s of
+    copying); the l2 winners' distances are recomputed pairwise."""
     nq = len(queries)
     if len(positions) == 0:
         return Hits(np.full((nq, 0), -1, dtype=np.int64), np.zeros((nq, 0), dtype=np.float32))
