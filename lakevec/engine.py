@@ -21,9 +21,10 @@ import numpy as np
 from usearch.index import Index
 
 from lakevec.errors import CommitFailedError, InvalidArgumentError, NotFoundError, corrupt
+from lakevec.lake.fragments import VECTORS, FragmentCache
 from lakevec.lake.log import VersionLog, backoff
 from lakevec.lake.manifest import Manifest
-from lakevec.lake.snapshot import VECTORS, FragmentCache, Snapshot
+from lakevec.lake.snapshot import Snapshot
 from lakevec.lake.storage import Storage
 from lakevec.read.query import FilterCache, query_result, search
 from lakevec.read.rows import get_result, select

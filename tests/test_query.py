@@ -369,7 +369,7 @@ def test_process_exits_cleanly_while_indexing(tmp_path):
 
 
 def test_vectors_are_reloaded_after_eviction(client):
-    from lakevec.lake.snapshot import VECTORS
+    from lakevec.lake.fragments import VECTORS
 
     col = client.create_collection("evict", embedding_function=None)
     x = clustered(3000, 16)

@@ -17,10 +17,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakevec.errors import InvalidDimensionException
+from lakevec.lake.fragments import FragmentCache
 from lakevec.lake.log import VersionLog
 from lakevec.lake.manifest import FragmentEntry, Manifest
 from lakevec.lake.schema import deletion_bytes, write_parquet
-from lakevec.lake.snapshot import FragmentCache, Snapshot
+from lakevec.lake.snapshot import Snapshot
 from lakevec.lake.storage import Storage
 from lakevec.write.fragment import build_table
 from lakevec.write.plan import Change

@@ -1,0 +1,264 @@
+"""What a process keeps of each immutable fragment file: its columns, its id hash index, and its
+vectors in a byte-bounded LRU cache.
+
+Fragments and deletion files never change once written, so what is read from them is cached by
+file name (:class:`FragmentCache`) and reused by every later snapshot; a new snapshot only loads
+the files that are new to it. Ids are found through per-fragment sorted 64-bit hashes, so the
+cost of locating a batch of ids does not grow with the number of rows.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable
+from functools import cached_property
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lakevec.errors import corrupt
+from lakevec.lake.manifest import FragmentEntry, Manifest
+from lakevec.lake.schema import embeddings_of, flatten, read_deletion
+from lakevec.lake.storage import Storage
+from lakevec.lake.vectors import RowVectors
+
+
+def id_hashes(ids: list[str] | pa.Array | pa.ChunkedArray) -> np.ndarray:
+    import polars as pl  # imported on first use: a process that only queries never needs it
+
+    series = pl.Series(ids, dtype=pl.String) if isinstance(ids, list) else pl.from_arrow(ids)
+    return series.hash(seed=0x1A4E).to_numpy()
+
+
+class VectorCache:
+    """Fragment vectors kept in memory, least recently used first out past a byte budget
+    (``LAKEVEC_VECTOR_CACHE_BYTES``, default 4 GiB), so a process that writes or reads a
+    collection larger than memory keeps working; evicted vectors are read again from Parquet."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self._items: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def peek(self, key: int) -> np.ndarray | None:
+        with self._lock:
+            return self._items.get(key)
+
+    def get(self, key: int, load: Callable[[], np.ndarray]) -> np.ndarray:
+        with self._lock:
+            array = self._items.get(key)
+            if array is not None:
+                self._items.move_to_end(key)
+                return array
+        return self.put(key, load())
+
+    def put(self, key: int, array: np.ndarray) -> np.ndarray:
+        with self._lock:
+            if key not in self._items:
+                self._items[key] = array
+                self._bytes += array.nbytes
+            while self._bytes > self.budget and len(self._items) > 1:
+                _, old = self._items.popitem(last=False)
+                self._bytes -= old.nbytes
+        return array
+
+    def drop(self, key: int) -> None:
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._bytes -= old.nbytes
+
+
+VECTORS = VectorCache(int(os.environ.get("LAKEVEC_VECTOR_CACHE_BYTES", 4 << 30)))
+_KEYS = itertools.count()
+SPARSE_ROWS = 256  # at most this many rows (or 1/8 of a fragment) are read without loading it
+
+
+class FragmentData:
+    """What readers keep of one fragment: its flattened columns and its id hash index; its
+    vectors live in :data:`VECTORS` once a reader needed many of them, and a few are read
+    straight from the file (:mod:`lakevec.lake.vectors`) until then."""
+
+    def __init__(
+        self,
+        table: pa.Table,
+        embeddings_loader: Callable[[], np.ndarray],
+        local_file: Callable[[], str | None] | None = None,
+    ) -> None:
+        self.table = table
+        self.num_rows = table.num_rows
+        self._load_embeddings = embeddings_loader
+        self._local_file = local_file
+        self._rows: RowVectors | None | bool = False  # False: not opened yet
+        self.key = next(_KEYS)
+        weakref.finalize(self, VECTORS.drop, self.key)
+
+    @property
+    def embeddings(self) -> np.ndarray:
+        return VECTORS.get(self.key, self._load_embeddings)
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """The vectors of ``rows``: from memory when the fragment's are loaded; a few of them
+        from the file (re-ranking a query's candidates must not decode a whole fragment)."""
+        loaded = VECTORS.peek(self.key)
+        if loaded is not None:
+            return loaded[rows]
+        if len(rows) <= max(SPARSE_ROWS, self.num_rows // 8):
+            reader = self._row_reader()
+            if reader is not None:
+                return reader.take(rows)
+        return self.embeddings[rows]
+
+    def rows(self) -> np.ndarray | RowVectors:
+        """What a few single rows are read from (``[row]`` of it is one vector): the loaded
+        vectors, or the file's pages until they are loaded."""
+        loaded = VECTORS.peek(self.key)
+        if loaded is not None:
+            return loaded
+        reader = self._row_reader()
+        return reader if reader is not None else self.embeddings
+
+    @cached_property
+    def columns(self) -> dict[str, pa.ChunkedArray]:
+        """The flattened columns by name (a query result reads a few values of each)."""
+        return dict(zip(self.table.column_names, self.table.columns))
+
+    def blocks(self) -> list[tuple[int, np.ndarray]]:
+        """Every row's vector as (first row, block) pieces without loading the fragment: the
+        loaded array if there is one, else its file's pages (an exact search over a fragment
+        read once must not allocate and fault in a copy of it: 0.5 s per 300 MB here)."""
+        source = self.rows()
+        return source.blocks() if isinstance(source, RowVectors) else [(0, source)]
+
+    def _row_reader(self) -> RowVectors | None:
+        if self._rows is False:
+            path = self._local_file() if self._local_file is not None else None
+            self._rows = RowVectors.open(path) if path is not None else None
+        return self._rows  # type: ignore[return-value]
+
+    @cached_property
+    def _id_index(self) -> tuple[np.ndarray, np.ndarray, bool]:
+        """(row order, sorted id hashes, whether no two hashes are equal), built by the first
+        lookup by id: a process that only queries never hashes ids."""
+        hashes = id_hashes(self.table.column("id"))
+        order = np.argsort(hashes, kind="stable")
+        hashes = hashes[order]
+        # ids are unique within a fragment, so hashes are too unless two ids collide (2^-64)
+        return order, hashes, not np.any(hashes[1:] == hashes[:-1])
+
+    def find(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(query index, row) of every stored row whose id hash equals a query hash."""
+        order, stored, unique = self._id_index
+        lo = np.searchsorted(stored, hashes, side="left")
+        if unique:  # one binary search per needle, not two
+            if not self.num_rows:
+                return lo[:0], lo[:0]
+            query = np.flatnonzero(stored[np.minimum(lo, self.num_rows - 1)] == hashes)
+            return query, order[lo[query]]
+        hi = np.searchsorted(stored, hashes, side="right")
+        counts = hi - lo
+        query = np.repeat(np.arange(len(hashes)), counts)
+        if len(query) == 0:
+            return query, query
+        starts = np.repeat(lo, counts)
+        within = np.arange(len(query)) - np.repeat(np.cumsum(counts) - counts, counts)
+        return query, order[starts + within]
+
+
+class FragmentCache:
+    """Immutable files, read once per process: fragments by path, deletion masks by path."""
+
+    def __init__(self, storage: Storage, directory: str) -> None:
+        self.storage = storage
+        self.directory = directory
+        self._fragments: dict[str, FragmentData] = {}
+        self._deletes: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def path(self, relative: str) -> str:
+        return f"{self.directory}/{relative}"
+
+    def put(self, entry: FragmentEntry, table: pa.Table, vectors: bool = True) -> None:
+        """Remember a fragment this process just wrote, so it is not read back while it stays
+        in the vector cache. Bulk imports pass ``vectors=False``: their vectors are read back
+        when needed instead of filling memory as the import grows."""
+        full = self.path(entry.path)
+        data = FragmentData(
+            flatten(table), lambda: self._read_embeddings(full), lambda: self.storage.local_copy(full)
+        )
+        if vectors:
+            VECTORS.put(data.key, embeddings_of(table))
+        self._fragments[entry.path] = data
+
+    def put_deletes(self, relative: str, rows: np.ndarray) -> None:
+        self._deletes[relative] = np.sort(rows)
+
+    def prefetch(self, manifest: Manifest) -> None:
+        """Fetch the fragments and deletion files this process has not read yet, side by side
+        (on object stores; one at a time, each GET runs at the server's per-request speed)."""
+        new = [self.path(e.path) for e in manifest.fragments if e.path not in self._fragments]
+        new += [
+            self.path(e.deletes) for e in manifest.fragments if e.deletes and e.deletes not in self._deletes
+        ]
+        if len(new) > 1:
+            for future in self.storage.prefetch(new):
+                future.result()
+
+    def fragment(self, entry: FragmentEntry) -> FragmentData:
+        data = self._fragments.get(entry.path)
+        if data is None:
+            full = self.path(entry.path)
+            try:
+                with self.storage.open_immutable(full) as f:
+                    parquet = pq.ParquetFile(f)
+                    names = [c for c in parquet.schema_arrow.names if c != "embedding"]
+                    table = parquet.read(columns=names)
+            except (pa.ArrowException, ValueError) as exc:
+                raise corrupt(full, "fragment", exc) from None
+            if table.num_rows != entry.rows:
+                raise corrupt(
+                    full, "fragment", ValueError(f"{table.num_rows} rows, the manifest says {entry.rows}")
+                )
+            data = FragmentData(
+                flatten(table), lambda: self._read_embeddings(full), lambda: self.storage.local_copy(full)
+            )
+            with self._lock:
+                data = self._fragments.setdefault(entry.path, data)
+        return data
+
+    def _read_embeddings(self, full: str) -> np.ndarray:
+        local = self.storage.local_copy(full)
+        reader = RowVectors.open(local) if local is not None else None
+        if reader is not None:  # the page values copied as they are: no Parquet decoding
+            return reader.all()
+        try:
+            with self.storage.open_immutable(full) as f:
+                return embeddings_of(pq.ParquetFile(f).read(columns=["embedding"]))
+        except (pa.ArrowException, ValueError) as exc:
+            raise corrupt(full, "fragment", exc) from None
+
+    def dead_rows(self, entry: FragmentEntry) -> np.ndarray | None:
+        if entry.deletes is None:
+            return None
+        rows = self._deletes.get(entry.deletes)
+        if rows is None:
+            try:
+                rows = read_deletion(self.storage.read_immutable(self.path(entry.deletes)))
+            except (pa.ArrowException, ValueError) as exc:
+                raise corrupt(self.path(entry.deletes), "deletion file", exc) from None
+            self._deletes[entry.deletes] = rows
+        return rows
+
+    def forget(self, keep: set[str]) -> None:
+        """Drop cached files no longer referenced (after compaction or deletes)."""
+        with self._lock:
+            for key in [k for k in self._fragments if k not in keep]:
+                del self._fragments[key]
+            for key in [k for k in self._deletes if k not in keep]:
+                del self._deletes[key]
