@@ -229,10 +229,13 @@ class Collection:
         include: Any = None,
         *,
         where_sql: str | None = None,
+        order_by: Any = None,
     ) -> GetResult:
-        """Rows by id and/or filter, in insertion order, like Chroma's ``get``. ``where_sql`` (a
-        lakevec extra) is a DuckDB boolean expression over ``id``, ``document`` and metadata keys."""
+        """Rows by id and/or filter, in insertion order, like Chroma's ``get``. lakevec extras:
+        ``where_sql``, a DuckDB boolean expression over ``id``, ``document`` and metadata keys;
+        ``order_by``, a key or a list of keys and ``(key, "asc" | "desc")`` pairs."""
         ids = v.validate_filters(ids, where, where_document, where_sql)
+        order = v.validate_order_by(order_by)
         include = v.validate_include(_GET_DEFAULT if include is None else include, allow_distances=False)
         limit = v.validate_limit(limit, "limit")
         offset = v.validate_limit(offset, "offset")
@@ -244,6 +247,7 @@ class Collection:
             offset=offset,
             include=include,
             where_sql=where_sql,
+            order_by=order,
         )  # type: ignore[return-value]
 
     def query(

@@ -205,7 +205,9 @@ class CollectionEngine:
         snap = self._snapshot
         return snap.manifest.dimension if snap is not None else self.snapshot().manifest.dimension
 
-    def get(self, *, ids, where, where_document, limit, offset, include, where_sql=None) -> dict[str, Any]:
+    def get(
+        self, *, ids, where, where_document, limit, offset, include, where_sql=None, order_by=None
+    ) -> dict[str, Any]:
         snap = self.snapshot()
         positions = select(
             snap,
@@ -216,6 +218,7 @@ class CollectionEngine:
             where_sql=where_sql,
             limit=limit,
             offset=offset,
+            order_by=order_by,
         )
         return get_result(snap, positions, include)
 

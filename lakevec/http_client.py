@@ -107,7 +107,9 @@ class RemoteEngine:
             body["where_sql"] = where_sql
         return int(self._http.call("post", self._prefix + "/delete", body).get("deleted", 0))
 
-    def get(self, *, ids, where, where_document, limit, offset, include, where_sql=None) -> dict[str, Any]:
+    def get(
+        self, *, ids, where, where_document, limit, offset, include, where_sql=None, order_by=None
+    ) -> dict[str, Any]:
         body = {
             "ids": ids,
             "where": where,
@@ -116,6 +118,8 @@ class RemoteEngine:
             "offset": offset,
             "include": list(include),
         }
+        if order_by:
+            body["order_by"] = [[key, "desc" if descending else "asc"] for key, descending in order_by]
         result = self._read("get", body, where_sql, include)
         if result.get("embeddings") is not None:
             result["embeddings"] = np.asarray(result["embeddings"], dtype=np.float32)

@@ -24,6 +24,12 @@ INCLUDE_VALUES = ("documents", "embeddings", "metadatas", "distances", "uris", "
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$")
 _INT64 = (-(2**63), 2**63 - 1)
 _WHERE_OPS = ("$gt", "$gte", "$lt", "$lte", "$ne", "$eq", "$in", "$nin", "$contains", "$not_contains")
+# lakevec's extensions to Chroma's where (evaluated by DuckDB); $not is a logical operator
+_EXTENSION_OPS = ("$regex", "$not_regex", "$like", "$ilike", "$exists")
+_TEXT_OPS = ("$regex", "$not_regex", "$like", "$ilike")
+# the Search API's keys for a row's document and id, usable in any where
+_DOCUMENT_KEY_OPS = ("$contains", "$not_contains", "$regex", "$not_regex", "$like", "$ilike")
+_ID_KEY_OPS = ("$eq", "$ne", "$in", "$nin")
 _DOC_OPS = ("$contains", "$not_contains", "$regex", "$not_regex", "$and", "$or")
 
 
@@ -269,19 +275,26 @@ def validate_where(where: Any) -> None:
         for clause in value:
             validate_where(clause)
         return
+    if key == "$not":
+        validate_where(value)
+        return
     if key.startswith("$"):
         raise InvalidArgumentError(
-            f"Expected where key to be a metadata field name or a logical operator ($and, $or), got {key}"
+            "Expected where key to be a metadata field name or a logical operator ($and, $or, $not), "
+            f"got {key}"
         )
     if not isinstance(value, dict):
         value = {"$eq": value}
     if len(value) != 1:
         raise InvalidArgumentError(f"Expected operator expression to have exactly one operator, got {value}")
     ((op, operand),) = value.items()
-    if op not in _WHERE_OPS:
+    allowed = {"#document": _DOCUMENT_KEY_OPS, "#id": _ID_KEY_OPS}.get(key, _WHERE_OPS + _EXTENSION_OPS)
+    if op not in allowed:
         raise InvalidArgumentError(
-            "Expected where operator to be one of " + ", ".join(_WHERE_OPS) + f", got {op}"
+            f"Expected where operator on {key} to be one of " + ", ".join(allowed) + f", got {op}"
         )
+    if key in ("#document", "#id") and not all(isinstance(x, str) for x in _listed(operand)):
+        raise InvalidArgumentError(f"Expected str operands for {op} on {key}, got {operand!r}")
     if op in ("$in", "$nin"):
         if not isinstance(operand, list):
             raise InvalidArgumentError(
@@ -300,7 +313,21 @@ def validate_where(where: Any) -> None:
             raise InvalidArgumentError(
                 f"Expected operand value to be an int or a float for operator {op}, got {operand}"
             )
+    if op == "$exists":
+        if not isinstance(operand, bool):
+            raise InvalidArgumentError(f"Expected a bool for operator $exists, got {operand!r}")
+        return
+    if op in _TEXT_OPS or (key == "#document" and op in _DOCUMENT_KEY_OPS):
+        if not isinstance(operand, str) or not operand:
+            raise InvalidArgumentError(f"Expected a non-empty str pattern for operator {op}, got {operand!r}")
+        if op in ("$regex", "$not_regex"):
+            _check_regex(operand)
+        return
     _check_operand(op, operand)
+
+
+def _listed(operand: Any) -> list:
+    return operand if isinstance(operand, list) else [operand]
 
 
 def _check_operand(op: str, operand: Any) -> None:
@@ -371,6 +398,30 @@ def validate_filters(
     if where_document is not None:
         validate_where_document(where_document)
     return None if ids is None else validate_ids(ids, allow_empty=allow_empty_ids)
+
+
+def validate_order_by(order_by: Any) -> list[tuple[str, bool]] | None:
+    """``order_by`` (a lakevec extension of ``get``): a key, or a list of keys and
+    ``(key, "asc" | "desc")`` pairs; a key is ``#id``, ``#document`` or a metadata key."""
+    if order_by is None:
+        return None
+    items = [order_by] if isinstance(order_by, (str, tuple)) else order_by
+    if not isinstance(items, list) or not items:
+        raise InvalidArgumentError(
+            f"Expected order_by to be a key or a non-empty list of keys, got {order_by!r}"
+        )
+    out = []
+    for item in items:
+        pair = isinstance(item, (list, tuple)) and len(item) == 2
+        key, direction = (item, "asc") if isinstance(item, str) else tuple(item) if pair else (None, None)
+        if not isinstance(key, str) or not key or direction not in ("asc", "desc"):
+            raise InvalidArgumentError(
+                f'Expected each order_by item to be a key or a (key, "asc" | "desc") pair, got {item!r}'
+            )
+        if key.startswith("#") and key not in ("#id", "#document"):
+            raise InvalidArgumentError(f"order_by can sort by #id, #document or a metadata key, got {key}")
+        out.append((key, direction == "desc"))
+    return out
 
 
 def validate_include(include: Any, *, allow_distances: bool) -> list[str]:

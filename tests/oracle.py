@@ -18,17 +18,41 @@ def _eq(a: Any, b: Any) -> bool:
     return isinstance(a, str) and isinstance(b, str) and a == b
 
 
-def match_where(md: dict | None, where: dict) -> bool:
+def _like(pattern: str, value: str, ignore_case: bool) -> bool:
+    """SQL LIKE: ``%`` any run, ``_`` one character, everything else literal."""
+    regex = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value, flags=re.S | (re.I if ignore_case else 0)) is not None
+
+
+def match_where(md: dict | None, where: dict, doc: str | None = None, id_: str | None = None) -> bool:
+    """``where`` on one row; ``doc`` and ``id_`` serve the ``#document`` / ``#id`` keys."""
     ((key, value),) = where.items()
     if key == "$and":
-        return all(match_where(md, w) for w in value)
+        return all(match_where(md, w, doc, id_) for w in value)
     if key == "$or":
-        return any(match_where(md, w) for w in value)
+        return any(match_where(md, w, doc, id_) for w in value)
+    if key == "$not":
+        return not match_where(md, value, doc, id_)
     if not isinstance(value, dict):
         value = {"$eq": value}
     ((op, operand),) = value.items()
+    if key == "#id":
+        hit = id_ in (operand if op in ("$in", "$nin") else [operand])
+        return hit if op in ("$eq", "$in") else not hit
+    if key == "#document":
+        if op in ("$like", "$ilike"):
+            return doc is not None and _like(operand, doc, op == "$ilike")
+        return match_document(doc, {op: operand})
     has = md is not None and key in md
     val = md.get(key) if has else None
+    if op == "$exists":
+        return has == operand
+    if op == "$regex":
+        return isinstance(val, str) and re.search(operand, val) is not None
+    if op == "$not_regex":
+        return not match_where(md, {key: {"$regex": operand}})
+    if op in ("$like", "$ilike"):
+        return isinstance(val, str) and _like(operand, val, op == "$ilike")
     if op == "$eq":
         return has and not isinstance(val, list) and _eq(val, operand)
     if op == "$ne":

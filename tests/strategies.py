@@ -80,3 +80,53 @@ where_document = st.recursive(
     ),
     max_leaves=3,
 )
+
+
+_PATTERNS = {
+    "$regex": ["^re", "g$", "[ao]", "c.t"],
+    "$not_regex": ["^re", "[ao]"],
+    "$like": ["r%", "%e%", "_og", "blue"],
+    "$ilike": ["R%", "%E%", "_OG"],
+}
+
+
+def _extension_leaf():
+    key = st.sampled_from(KEYS)
+    text_op = st.sampled_from(sorted(_PATTERNS))
+    return st.one_of(
+        _leaf(),
+        st.builds(lambda k, v: {k: {"$exists": v}}, key, st.booleans()),
+        text_op.flatmap(lambda op: st.builds(lambda k, p: {k: {op: p}}, key, st.sampled_from(_PATTERNS[op]))),
+        st.builds(
+            lambda op, w: {"#document": {op: w}},
+            st.sampled_from(["$contains", "$not_contains", "$like", "$ilike"]),
+            st.sampled_from(["red", "%dog%", "cat%", "%E%"]),
+        ),
+        st.builds(
+            lambda op, w: {"#document": {op: w}},
+            st.sampled_from(["$regex", "$not_regex"]),
+            st.sampled_from(["^red", "c.t"]),
+        ),
+        st.builds(
+            lambda ids: {"#id": {"$in": ids}},
+            st.lists(st.sampled_from(["r0", "r1", "r5", "zz"]), min_size=1, max_size=3),
+        ),
+        st.builds(
+            lambda i, op: {"#id": {op: i}}, st.sampled_from(["r0", "r3"]), st.sampled_from(["$eq", "$ne"])
+        ),
+    )
+
+
+# lakevec's where: Chroma's operators plus $not, $exists, text patterns, #document and #id
+extended_where = st.recursive(
+    _extension_leaf(),
+    lambda inner: st.one_of(
+        st.builds(
+            lambda op, clauses: {op: clauses},
+            st.sampled_from(["$and", "$or"]),
+            st.lists(inner, min_size=2, max_size=3),
+        ),
+        st.builds(lambda w: {"$not": w}, inner),
+    ),
+    max_leaves=5,
+)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -58,9 +59,54 @@ def test_where_document_matches_oracle(data, where_document, where):
     assert col.get(where=where, where_document=where_document, include=[])["ids"] == expected
 
 
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=rows, where=s.extended_where)
+def test_extended_where_matches_oracle(data, where):
+    """lakevec's where extensions in get (DuckDB) and in query's filter (Arrow where it can)."""
+    col, ids = _collection(data)
+    expected = [i for i, (m, d) in zip(ids, data) if match_where(m, where, d, i)]
+    assert col.get(where=where, include=[])["ids"] == expected
+    hits = col.query(query_embeddings=[[0.0, 0.0]], n_results=len(ids), where=where, include=[])["ids"][0]
+    assert sorted(hits) == sorted(expected)
+
+
 def test_filter_values_are_parameters_not_sql():
     col = lakevec.EphemeralClient().create_collection(f"c{uuid.uuid4().hex[:6]}", embedding_function=None)
     evil = "x' OR 1=1 --"
     col.add(ids=["a", "b"], embeddings=[[0, 0], [1, 1]], metadatas=[{'we"ird': evil}, {'we"ird': "y"}])
     assert col.get(where={'we"ird': evil}, include=[])["ids"] == ["a"]
     assert col.get(where_document={"$contains": evil}, include=[])["ids"] == []
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=rows, descending=st.booleans())
+def test_get_order_by_matches_python_sort(data, descending):
+    """order_by a metadata key: its numbers, then its strings, then booleans; rows without it
+    last; insertion order breaks ties."""
+    col, ids = _collection(data)
+
+    def sort_key(i):
+        m = data[i][0] or {}
+        value = m.get("n")
+        sign = -1 if descending else 1
+        if isinstance(value, bool):
+            return (2, 0, "", i)
+        if isinstance(value, (int, float)):
+            return (0, sign * value, "", i)
+        if isinstance(value, str):
+            return (1, 0, value, i)  # strings: checked for ascending only below
+        return (3, 0, "", i)
+
+    got = col.get(order_by=[("n", "desc" if descending else "asc")], include=[])["ids"]
+    expected = [ids[i] for i in sorted(range(len(ids)), key=sort_key)]
+    numbers = [i for i in expected if sort_key(ids.index(i))[0] == 0]
+    assert got[: len(numbers)] == numbers
+    assert sorted(got) == sorted(ids)
+
+
+def test_order_by_input_errors():
+    col = lakevec.EphemeralClient().create_collection(f"c{uuid.uuid4().hex[:6]}", embedding_function=None)
+    col.add(ids=["a"], embeddings=[[0, 0]])
+    for bad in ([], [("n", "up")], "#embedding", [3]):
+        with pytest.raises(lakevec.errors.InvalidArgumentError):
+            col.get(order_by=bad)

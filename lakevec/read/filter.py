@@ -1,5 +1,9 @@
 """Chroma ``where`` / ``where_document`` -> one DuckDB boolean expression with bound parameters.
 
+Beyond Chroma's operators a ``where`` takes the Search API's ``#document`` and ``#id`` keys
+and lakevec's extensions: ``$regex`` / ``$not_regex`` / ``$like`` / ``$ilike`` on string
+metadata, ``$exists`` and the logical ``$not``.
+
 The expression runs over the snapshot's row view, where every metadata (key, kind) is its own
 typed column, registered in DuckDB as ``_m<i>`` for field ``i`` (:func:`duckdb_table`): DuckDB
 matches identifiers case-insensitively, so keys ``g`` and ``G`` must not reach it as names.
@@ -70,9 +74,24 @@ class _Compiler:
         if key in ("$and", "$or"):
             joiner = " AND " if key == "$and" else " OR "
             return "(" + joiner.join(self.where(w) for w in value) + ")"
+        if key == "$not":
+            return "NOT " + self.where(value)
         if not isinstance(value, dict):
             value = {"$eq": value}
         ((op, operand),) = value.items()
+        if key == "#document":
+            return self.document({op: operand})
+        if key == "#id":
+            return self._id(op, operand)
+        if op in ("$regex", "$like", "$ilike"):
+            sql = {"$regex": "regexp_matches({}, {})", "$like": "{} LIKE {}", "$ilike": "{} ILIKE {}"}[op]
+            return self._any(key, ("str",), lambda c: sql.format(c, self._bind(operand)))
+        if op == "$not_regex":
+            return "NOT " + self.where({key: {"$regex": operand}})
+        if op == "$exists":
+            cols = list(self.columns.get(key, {}).values())
+            present = "(" + " OR ".join(f"{c} IS NOT NULL" for c in cols) + ")" if cols else "FALSE"
+            return present if operand else "NOT " + present
         if op in _COMPARE:
             kinds = _NUMERIC if op != "$eq" else _kinds_for(operand)
             sql_op = _COMPARE[op]
@@ -93,6 +112,12 @@ class _Compiler:
             return "NOT " + self.where({key: {"$contains": operand}})
         raise AssertionError(f"unvalidated operator {op}")  # validate_where prevents this
 
+    def _id(self, op: str, operand: Any) -> str:
+        if op in ("$ne", "$nin"):
+            return "NOT " + self._id("$eq" if op == "$ne" else "$in", operand)
+        values = operand if op == "$in" else [operand]
+        return "id IN (" + ", ".join(self._bind(v) for v in values) + ")"
+
     def document(self, where_document: dict[str, Any]) -> str:
         ((op, operand),) = where_document.items()
         if op in ("$and", "$or"):
@@ -102,11 +127,34 @@ class _Compiler:
             return f"coalesce(contains(document, {self._bind(operand)}), FALSE)"
         if op == "$regex":
             return f"coalesce(regexp_matches(document, {self._bind(operand)}), FALSE)"
+        if op in ("$like", "$ilike"):
+            return f"coalesce(document {op[1:].upper()} {self._bind(operand)}, FALSE)"
         if op == "$not_contains":
             return "NOT " + self.document({"$contains": operand})
         if op == "$not_regex":
             return "NOT " + self.document({"$regex": operand})
         raise AssertionError(f"unvalidated operator {op}")
+
+
+def order_sql(fields: tuple[MetadataField, ...], order_by: list[tuple[str, bool]]) -> str:
+    """``ORDER BY`` terms for ``(key, descending)`` pairs: ``#id``, ``#document`` or a metadata
+    key, whose numbers sort before its strings and booleans; rows without it come last, and
+    insertion order breaks ties."""
+    columns: dict[str, dict[str, str]] = {}
+    for i, f in enumerate(fields):
+        columns.setdefault(f.key, {})[f.kind] = field_column(i)
+    terms = []
+    for key, descending in order_by:
+        direction = " DESC NULLS LAST" if descending else " ASC NULLS LAST"
+        if key in ("#id", "#document"):
+            terms.append(key[1:] + direction)
+            continue
+        kinds = columns.get(key, {})
+        numbers = [f"CAST({kinds[k]} AS DOUBLE)" for k in _NUMERIC if k in kinds]
+        if numbers:
+            terms.append("coalesce(" + ", ".join(numbers) + ")" + direction)
+        terms += [kinds[k] + direction for k in ("str", "bool") if k in kinds]
+    return ", ".join(terms + ["_seq"])
 
 
 def compile_filter(

@@ -75,9 +75,14 @@ class _Evaluator:
         if key in ("$and", "$or"):
             parts = [self.where(w) for w in value]
             return np.logical_and.reduce(parts) if key == "$and" else np.logical_or.reduce(parts)
+        if key == "$not":
+            return ~self.where(value)
         if not isinstance(value, dict):
             value = {"$eq": value}
         ((op, operand),) = value.items()
+        if op == "$exists":
+            present = self._any(key, tuple(self.columns.get(key, {})), lambda _, c: _bools(pc.is_valid(c)))
+            return present if operand else ~present
         if op in _COMPARE:
             kinds = _NUMERIC if op != "$eq" else _kinds(operand)
             fn = _COMPARE[op]
@@ -127,6 +132,22 @@ class _Evaluator:
         if op == "$not_contains":
             return ~self.where({key: {"$contains": operand}})
         raise AssertionError(f"unvalidated operator {op}")
+
+
+_SQL_ONLY_OPS = ("$regex", "$not_regex", "$like", "$ilike")
+
+
+def arrow_evaluable(where: dict[str, Any]) -> bool:
+    """Whether :func:`where_mask` evaluates ``where``: text patterns and the ``#document`` /
+    ``#id`` keys are left to DuckDB."""
+    ((key, value),) = where.items()
+    if key in ("$and", "$or"):
+        return all(arrow_evaluable(w) for w in value)
+    if key == "$not":
+        return arrow_evaluable(value)
+    if key.startswith("#"):
+        return False
+    return not (isinstance(value, dict) and next(iter(value)) in _SQL_ONLY_OPS)
 
 
 def where_mask(rows: pa.Table, fields: tuple[MetadataField, ...], where: dict[str, Any]) -> np.ndarray:

@@ -13,7 +13,7 @@ from usearch.index import Index
 
 from lakevec.lake.schema import dicts_from_columns
 from lakevec.lake.snapshot import Group, Snapshot
-from lakevec.read.mask import where_mask
+from lakevec.read.mask import arrow_evaluable, where_mask
 from lakevec.read.rows import select
 from lakevec.read.search import (
     Hits,
@@ -99,7 +99,7 @@ class FilterCache:
             if cached is not None:
                 self._items.move_to_end(key)
                 return cached
-        if ids is None and not where_document and not where_sql:
+        if ids is None and not where_document and not where_sql and arrow_evaluable(where):
             mask = where_mask(snap.metadata_table, snap.manifest.fields, where) & snap.live
             positions = np.flatnonzero(mask)
         else:

@@ -10,7 +10,7 @@ import numpy as np
 from lakevec.errors import InvalidArgumentError
 from lakevec.lake.schema import metadata_dicts
 from lakevec.lake.snapshot import Snapshot
-from lakevec.read.filter import compile_filter, duckdb_table
+from lakevec.read.filter import compile_filter, duckdb_table, order_sql
 from lakevec.read.sql_filter import rows_view_sql
 
 
@@ -25,22 +25,24 @@ def select(
     limit: int | None = None,
     offset: int | None = None,
     ordered: bool = True,
+    order_by: list[tuple[str, bool]] | None = None,
 ) -> np.ndarray:
-    """Positions of the live rows that pass every given filter, in insertion order
-    (any order when ``ordered`` is False: a query only needs the set)."""
+    """Positions of the live rows that pass every given filter, in insertion order or by
+    ``order_by`` (any order when ``ordered`` is False: a query only needs the set)."""
     positions = None
     if ids is not None:
         positions = snap.lookup(ids)
         positions = positions[positions >= 0]
         if ordered:
             positions = snap.in_order(positions)
-    if where or where_document or where_sql:
+    if where or where_document or where_sql or order_by:
         expr, params = compile_filter(snap.manifest.fields, where, where_document)
         table = snap.rows if positions is None else snap.take(positions)
         source = rows_view_sql(snap.manifest.fields) if where_sql else "t"
         user = f" AND ({where_sql})" if where_sql else ""  # validated: one plain expression
+        order = order_sql(snap.manifest.fields, order_by) if order_by else "_seq"
         sql = f"SELECT _g FROM {source} WHERE _live AND ({expr}){user}" + (
-            " ORDER BY _seq" if ordered else ""
+            f" ORDER BY {order}" if ordered else ""
         )
         if limit is not None:
             sql += " LIMIT ?"

@@ -361,6 +361,7 @@ def create_app(config: ServerConfig) -> Guard:
                 limit=body.get("limit"),
                 offset=body.get("offset"),
                 include=body.get("include"),
+                order_by=body.get("order_by"),
                 **_filters(body),
             )
             return jsonable(result)
