@@ -3,8 +3,9 @@
 from lakevec.client import AdminClient, Client, EphemeralClient, PersistentClient
 from lakevec.collection import Collection
 from lakevec.config import Settings
+from lakevec.expression import GroupBy, K, Key, Knn, Limit, MaxK, MinK, Rrf, Search, Select, Val
 from lakevec.http_client import HttpClient
-from lakevec.types import GetResult
+from lakevec.types import GetResult, SearchResult
 from lakevec.version import __version__
 
 __all__ = [
@@ -13,8 +14,20 @@ __all__ = [
     "Collection",
     "EphemeralClient",
     "GetResult",
+    "GroupBy",
     "HttpClient",
+    "K",
+    "Key",
+    "Knn",
+    "Limit",
+    "MaxK",
+    "MinK",
     "PersistentClient",
+    "Rrf",
+    "Search",
+    "SearchResult",
+    "Select",
     "Settings",
+    "Val",
     "__version__",
 ]

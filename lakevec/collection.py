@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
@@ -19,7 +20,7 @@ from lakevec.extras import require
 from lakevec.maintenance.compact import compact
 from lakevec.maintenance.indexer import Indexer
 from lakevec.maintenance.vacuum import vacuum
-from lakevec.types import GetResult, QueryResult
+from lakevec.types import GetResult, QueryResult, SearchResult
 from lakevec.write.embed import embed_documents
 
 
@@ -291,6 +292,23 @@ class Collection:
         )
         return interop.QueryResult(result)  # type: ignore[return-value]
 
+    def search(self, searches: Any, read_level: Any = None) -> SearchResult:
+        """Chroma's Search API: one ``Search`` (chromadb's or lakevec's, or its dict form) or a
+        list, each filtered, ranked, grouped, paged and selected; text ``Knn`` queries are
+        embedded with the collection's embedding function. ``read_level`` is accepted for
+        Chroma's signature: every read here sees the newest committed version."""
+        items = searches if isinstance(searches, (list, tuple)) else [searches]
+        if not items:
+            raise InvalidArgumentError("Expected at least one search")
+        payloads = [s.to_dict() if hasattr(s, "to_dict") else copy.deepcopy(s) for s in items]
+        leaves = [leaf for p in payloads if isinstance(p, dict) for leaf in _text_knn(p.get("rank"))]
+        if leaves:
+            vectors = self._embed([leaf["query"] for leaf in leaves], "search", query=True)
+            for leaf, vector in zip(leaves, vectors):  # type: ignore[arg-type]
+                leaf["query"] = np.asarray(vector, dtype=np.float32).tolist()
+        result = self._engine.search(payloads, hnsw=self.configuration["hnsw"])
+        return SearchResult(result)
+
     def wait_for_index(self, timeout: float | None = None) -> None:
         """Block until every committed row is in an HNSW index (queries are exact meanwhile)."""
         if self._indexer is not None:
@@ -443,3 +461,15 @@ class Collection:
         if self._engine.pinned_version is not None:
             raise self._engine.read_only_error()
         self._record = self._client._modify_collection(self, name, metadata, configuration)
+
+
+def _text_knn(rank: Any) -> list[dict[str, Any]]:
+    """The ``$knn`` nodes of a rank dict whose query is text."""
+    if isinstance(rank, list):
+        return [leaf for r in rank for leaf in _text_knn(r)]
+    if not isinstance(rank, dict):
+        return []
+    knn = rank.get("$knn")
+    if isinstance(knn, dict) and isinstance(knn.get("query"), str):
+        return [knn]
+    return [leaf for value in rank.values() for leaf in _text_knn(value)]

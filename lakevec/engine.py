@@ -9,6 +9,7 @@ new rows through ``on_commit``.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -27,8 +28,9 @@ from lakevec.lake.manifest import Manifest
 from lakevec.lake.snapshot import Snapshot
 from lakevec.lake.storage import Storage
 from lakevec.read.query import FilterCache, query_result, search
+from lakevec.read.rank import KnnLeaf, ranked, search_results
 from lakevec.read.rows import get_result, select
-from lakevec.validate import validate_query_embeddings
+from lakevec.validate import validate_query_embeddings, validate_search
 from lakevec.write.commit import Written, discard, write_and_commit
 from lakevec.write.plan import Change, plan_add, plan_delete, plan_upsert
 
@@ -279,6 +281,36 @@ class CollectionEngine:
         hits = search(snap, self._open_indexes(snap, later), queries, k, allowed, hnsw)
         result = query_result(snap, hits, include)
         self.storage.prefetch(later)  # in the background, once this query has its answer
+        return result
+
+    def search(self, payloads: list[Any], hnsw: dict[str, Any]) -> dict[str, Any]:
+        """The Search API over one snapshot: each payload is a search in Chroma's wire form.
+        Knn leaves sharing a filter and limit run as one batched query."""
+        snap = self.snapshot()
+        plans = [validate_search(p, snap.manifest.dimension) for p in payloads]
+        batches: dict[tuple[str, int], list[KnnLeaf]] = {}
+        for plan in plans:
+            for leaf in plan.knn_leaves():
+                batches.setdefault((json.dumps(plan.where, sort_keys=True), leaf.limit), []).append(leaf)
+        later: list[str] = []
+        indexes = self._open_indexes(snap, later) if batches else {}
+        for (where, limit), leaves in batches.items():
+            allowed = self._filters.allowed(snap, self._con, None, json.loads(where), None)
+            hits = search(snap, indexes, np.stack([leaf.query for leaf in leaves]), limit, allowed, hnsw)
+            for leaf, positions, distances in zip(leaves, hits.positions, hits.distances):
+                found = positions >= 0
+                leaf.positions, leaf.distances = positions[found], distances[found]
+        found: list[tuple[np.ndarray, np.ndarray | None]] = []
+        for plan in plans:
+            stop = None if plan.limit is None else plan.offset + plan.limit
+            if plan.rank is None:  # no rank: the filter's rows in insertion order, as Chroma
+                rows = select(snap, self._con, where=plan.where, limit=plan.limit, offset=plan.offset)
+                found.append((rows, None))
+            else:
+                rows, scores = ranked(snap, plan)
+                found.append((rows[plan.offset : stop], scores[plan.offset : stop]))
+        result = search_results(snap, plans, found)
+        self.storage.prefetch(later)
         return result
 
     # -- time travel ---------------------------------------------------------------------

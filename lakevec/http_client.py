@@ -155,6 +155,16 @@ class RemoteEngine:
             result["embeddings"] = [np.asarray(e, dtype=np.float32) for e in result["embeddings"]]
         return result
 
+    def search(self, payloads: list[Any], hnsw: dict[str, Any]) -> dict[str, Any]:
+        def plain(value: Any) -> Any:  # numpy query vectors as JSON lists
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items()}
+            if isinstance(value, (list, tuple)):
+                return [plain(v) for v in value]
+            return value.tolist() if isinstance(value, np.ndarray) else value
+
+        return self._http.call("post", self._prefix + "/search", {"searches": plain(payloads)})
+
     def __getattr__(self, name: str) -> Any:
         raise NotImplementedError(
             f"{name} is not available through HttpClient: open the root with PersistentClient for it"

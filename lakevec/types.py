@@ -44,3 +44,25 @@ class Database(TypedDict):
     id: Any
     name: str
     tenant: str
+
+
+class SearchResult(dict):
+    """Chroma's ``SearchResult``: per search, the ids and the selected ``documents``,
+    ``embeddings``, ``metadatas`` and ``scores`` (None where not selected), and ``select``."""
+
+    def rows(self) -> list[list[dict[str, Any]]]:
+        """Per search, one dict per row with ``id`` and the fields that have a value."""
+        out = []
+        fields = (("documents", "document"), ("embeddings", "embedding"), ("metadatas", "metadata"))
+        fields += (("scores", "score"),)
+        for s, ids in enumerate(self.get("ids", [])):
+            columns = [(name, (self.get(plural) or [None] * len(self["ids"]))[s]) for plural, name in fields]
+            rows = []
+            for r, id_ in enumerate(ids):
+                row: dict[str, Any] = {"id": id_}
+                for name, values in columns:
+                    if values is not None and values[r] is not None:
+                        row[name] = values[r]
+                rows.append(row)
+            out.append(rows)
+        return out

@@ -1,6 +1,6 @@
 """The package's layers, bottom to top; a module imports only from its own layer or below.
 
-    base         errors, extras, types, version
+    base         errors, expression (the Search API's builders), extras, types, version
     lake         the format: manifest, row schema, storage, log, caches, snapshot, catalog;
                  and the embedding functions (utils), which know nothing of storage
     read, write  never import each other: what both need is in lake
@@ -22,7 +22,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "lakevec"
 
 LAYERS: list[list[str]] = [
-    ["lakevec.errors", "lakevec.extras", "lakevec.types", "lakevec.version"],
+    ["lakevec.errors", "lakevec.expression", "lakevec.extras", "lakevec.types", "lakevec.version"],
     ["lakevec.lake", "lakevec.utils"],
     ["lakevec.read", "lakevec.write"],
     ["lakevec.validate"],

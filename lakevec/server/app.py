@@ -392,6 +392,22 @@ def create_app(config: ServerConfig) -> Guard:
 
         return await read(work)
 
+    @app.post(tdb + "/collections/{collection_id}/search")
+    async def search(tenant: str, database: str, collection_id: str, request: Request):
+        body = await body_of(request)
+
+        def work():
+            searches = body.get("searches")
+            if not isinstance(searches, list):
+                raise InvalidArgumentError("Expected 'searches' to be a list of searches")
+            service.check_batch(searches)
+            if any(limit > config.max_n_results for limit in _knn_limits(searches)):
+                raise InvalidArgumentError(f"Knn limit must be at most {config.max_n_results:,}")
+            collection = service.collection_by_id(tenant, database, collection_id)
+            return jsonable(collection.search(searches))
+
+        return await read(work)
+
     @app.post(tdb + "/collections/{collection_id}/delete")
     async def delete(tenant: str, database: str, collection_id: str, request: Request):
         body = await body_of(request)
@@ -446,3 +462,15 @@ def serve(config: ServerConfig, host: str = "127.0.0.1", port: int = 8000, worke
         )
         return
     uvicorn.run(create_app(config), host=host, port=port, log_level="warning", access_log=False)
+
+
+def _knn_limits(node: Any) -> list[int]:
+    """Every ``$knn`` limit in a search body (to cap them, as ``n_results`` is)."""
+    if isinstance(node, list):
+        return [x for item in node for x in _knn_limits(item)]
+    if not isinstance(node, dict):
+        return []
+    knn = node.get("$knn")
+    if isinstance(knn, dict) and isinstance(knn.get("limit"), int):
+        return [knn["limit"]]
+    return [x for value in node.values() for x in _knn_limits(value)]
