@@ -8,6 +8,7 @@
     python -m benchmarks s3                            an S3-hosted collection vs local disk
     python -m benchmarks server [--workers N]          lakevec run vs chroma run
     python -m benchmarks maintenance                   many small writes, compaction, vacuum
+    python -m benchmarks hybrid                        BM25 and hybrid search vs bm25s, tantivy, LanceDB
 
 ``python -m benchmarks <name> --help`` lists a benchmark's options.
 """
@@ -26,6 +27,7 @@ COMMANDS = {
     "s3": "benchmarks.s3",
     "server": "benchmarks.server",
     "maintenance": "benchmarks.maintenance",
+    "hybrid": "benchmarks.hybrid",
 }
 
 

@@ -464,12 +464,12 @@ class Collection:
 
 
 def _text_knn(rank: Any) -> list[dict[str, Any]]:
-    """The ``$knn`` nodes of a rank dict whose query is text."""
+    """The ``$knn`` nodes of a rank dict whose query is text to embed."""
     if isinstance(rank, list):
         return [leaf for r in rank for leaf in _text_knn(r)]
     if not isinstance(rank, dict):
         return []
     knn = rank.get("$knn")
     if isinstance(knn, dict) and isinstance(knn.get("query"), str):
-        return [knn]
+        return [] if knn.get("key") == "#document" else [knn]  # BM25 takes the text itself
     return [leaf for value in rank.values() for leaf in _text_knn(value)]

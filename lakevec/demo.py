@@ -17,6 +17,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 import lakevec
+from lakevec import K, Knn, Rrf, Search
 from lakevec.datasets import news_articles
 
 ROOT = os.environ.get("LAKEVEC_DEMO_ROOT", "./lakevec_data")
@@ -67,6 +68,34 @@ def show(result: lakevec.types.QueryResult, query: str, where: dict, where_docum
         print(df)
 
 
+def hybrid(collection: lakevec.Collection, text: str, where: dict) -> None:
+    """One hybrid query: vector and BM25 rankings fused by reciprocal rank fusion."""
+    rrf = Rrf(
+        [
+            Knn(query=text, limit=50, return_rank=True, default=1000),
+            Knn(query=text, key=K.DOCUMENT, limit=50, return_rank=True, default=1000),
+        ]
+    )
+    result = collection.search(
+        Search(where=where).rank(rrf).limit(5).select(K.SCORE, "date", "source", "title")
+    )
+    print(f"\nHybrid search (vectors + BM25, RRF): {text!r}   [where={where}]")
+    rows = result.rows()[0]
+    df = pl.DataFrame(
+        {
+            "rank": list(range(1, len(rows) + 1)),
+            "rrf": [round(-r["score"], 4) for r in rows],
+            "date": [r["metadata"].get("date") for r in rows],
+            "source": [r["metadata"].get("source") for r in rows],
+            "title": [str(r["metadata"].get("title", ""))[:72] for r in rows],
+        }
+    )
+    with pl.Config(
+        tbl_rows=10, fmt_str_lengths=80, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True
+    ):
+        print(df)
+
+
 def main() -> None:
     start = time.perf_counter()
     limit = int(os.environ["LAKEVEC_DEMO_LIMIT"]) if os.environ.get("LAKEVEC_DEMO_LIMIT") else None
@@ -88,6 +117,8 @@ def main() -> None:
             query_texts=[query], n_results=5, where=where or None, where_document=where_document
         )
         show(result, query, where, where_document)
+
+    hybrid(collection, "North Korea missile launch", {"date": {"$gte": 20170101}})
 
     print("\nDuckDB SQL over the collection (client.sql):")
     summary = client.sql(

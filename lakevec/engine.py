@@ -27,6 +27,7 @@ from lakevec.lake.log import VersionLog, backoff
 from lakevec.lake.manifest import Manifest
 from lakevec.lake.snapshot import Snapshot
 from lakevec.lake.storage import Storage
+from lakevec.read.bm25 import bm25_top
 from lakevec.read.query import FilterCache, query_result, search
 from lakevec.read.rank import KnnLeaf, ranked, search_results
 from lakevec.read.rows import get_result, select
@@ -285,13 +286,21 @@ class CollectionEngine:
 
     def search(self, payloads: list[Any], hnsw: dict[str, Any]) -> dict[str, Any]:
         """The Search API over one snapshot: each payload is a search in Chroma's wire form.
-        Knn leaves sharing a filter and limit run as one batched query."""
+        Knn leaves sharing a filter and limit run as one batched query; a Knn over
+        ``#document`` ranks by BM25."""
         snap = self.snapshot()
         plans = [validate_search(p, snap.manifest.dimension) for p in payloads]
         batches: dict[tuple[str, int], list[KnnLeaf]] = {}
+        texts: list[tuple[dict | None, KnnLeaf]] = []
         for plan in plans:
             for leaf in plan.knn_leaves():
-                batches.setdefault((json.dumps(plan.where, sort_keys=True), leaf.limit), []).append(leaf)
+                if leaf.text is not None:
+                    texts.append((plan.where, leaf))
+                else:
+                    batches.setdefault((json.dumps(plan.where, sort_keys=True), leaf.limit), []).append(leaf)
+        for where, leaf in texts:
+            allowed = self._filters.allowed(snap, self._con, None, where, None)
+            leaf.positions, leaf.distances = bm25_top(snap, leaf.text, leaf.limit, allowed.mask)  # type: ignore[arg-type]
         later: list[str] = []
         indexes = self._open_indexes(snap, later) if batches else {}
         for (where, limit), leaves in batches.items():

@@ -540,22 +540,31 @@ def _knn(arg: Any, dimension: int | None) -> KnnLeaf:
     unknown = set(arg) - {"query", "key", "limit", "default", "return_rank"}
     if unknown:
         raise InvalidArgumentError(f"Unknown $knn fields {sorted(unknown)}")
-    key = arg.get("key", "#embedding")
-    if key != "#embedding":
+    key, query = arg.get("key", "#embedding"), arg["query"]
+    if key not in ("#embedding", "#document"):
         raise InvalidArgumentError(
-            f"Knn searches the collection's embeddings (key '#embedding'); got key {key!r}: "
-            "sparse-vector keys are not supported"
+            "Knn ranks by the collection's embeddings (key '#embedding') or by BM25 over its "
+            f"documents (key '#document'); got key {key!r}: sparse-vector keys are not supported"
         )
-    query = arg["query"]
-    if isinstance(query, str):
+    text: str | None = None
+    vector = None
+    if key == "#document":
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidArgumentError(
+                f"Expected a non-empty text query for Knn over #document, got {query!r}"
+            )
+        text = query
+    elif isinstance(query, str):
         raise InvalidArgumentError(
             "A Knn text query needs the collection's embedding function: search through it"
         )
-    if isinstance(query, dict):
+    elif isinstance(query, dict):
         raise InvalidArgumentError("Knn over a sparse vector needs a sparse key, which is not supported")
-    vectors = validate_query_embeddings(query, dimension)
-    if len(vectors) != 1:
-        raise InvalidArgumentError(f"Expected one Knn query vector, got {len(vectors)}")
+    else:
+        vectors = validate_query_embeddings(query, dimension)
+        if len(vectors) != 1:
+            raise InvalidArgumentError(f"Expected one Knn query vector, got {len(vectors)}")
+        vector = vectors[0]
     limit = arg.get("limit", 16)
     if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
         raise InvalidArgumentError(f"Expected Knn limit to be a positive int, got {limit!r}")
@@ -567,7 +576,7 @@ def _knn(arg: Any, dimension: int | None) -> KnnLeaf:
     return_rank = arg.get("return_rank", False)
     if not isinstance(return_rank, bool):
         raise InvalidArgumentError(f"Expected Knn return_rank to be a bool, got {return_rank!r}")
-    return KnnLeaf(vectors[0], limit, None if default is None else float(default), return_rank)
+    return KnnLeaf(vector, limit, None if default is None else float(default), return_rank, text)
 
 
 def _group_by(group_by: Any) -> tuple[list[str], tuple[bool, list[str], int] | None]:

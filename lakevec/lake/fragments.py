@@ -25,6 +25,7 @@ from lakevec.errors import corrupt
 from lakevec.lake.manifest import FragmentEntry, Manifest
 from lakevec.lake.schema import embeddings_of, flatten, read_deletion
 from lakevec.lake.storage import Storage
+from lakevec.lake.text import Postings
 from lakevec.lake.vectors import RowVectors
 
 
@@ -90,8 +91,10 @@ class FragmentData:
         table: pa.Table,
         embeddings_loader: Callable[[], np.ndarray],
         local_file: Callable[[], str | None] | None = None,
+        postings_loader: Callable[[], Postings | None] | None = None,
     ) -> None:
         self.table = table
+        self._load_postings = postings_loader
         self.num_rows = table.num_rows
         self._load_embeddings = embeddings_loader
         self._local_file = local_file
@@ -123,6 +126,13 @@ class FragmentData:
             return loaded
         reader = self._row_reader()
         return reader if reader is not None else self.embeddings
+
+    @cached_property
+    def postings(self) -> Postings:
+        """The documents' full-text postings: the fragment's postings file when it has one,
+        else built from its documents (once per process)."""
+        stored = self._load_postings() if self._load_postings is not None else None
+        return stored if stored is not None else Postings.build(self.table.column("document"))
 
     @cached_property
     def columns(self) -> dict[str, pa.ChunkedArray]:
@@ -226,7 +236,10 @@ class FragmentCache:
                     full, "fragment", ValueError(f"{table.num_rows} rows, the manifest says {entry.rows}")
                 )
             data = FragmentData(
-                flatten(table), lambda: self._read_embeddings(full), lambda: self.storage.local_copy(full)
+                flatten(table),
+                lambda: self._read_embeddings(full),
+                lambda: self.storage.local_copy(full),
+                (lambda: self._read_postings(entry.text)) if entry.text else None,  # type: ignore[arg-type]
             )
             with self._lock:
                 data = self._fragments.setdefault(entry.path, data)
@@ -242,6 +255,15 @@ class FragmentCache:
                 return embeddings_of(pq.ParquetFile(f).read(columns=["embedding"]))
         except (pa.ArrowException, ValueError) as exc:
             raise corrupt(full, "fragment", exc) from None
+
+    def _read_postings(self, relative: str) -> Postings | None:
+        full = self.path(relative)
+        try:
+            return Postings.from_bytes(self.storage.read_immutable(full))
+        except FileNotFoundError:
+            return None  # derived data: rebuilt from the documents
+        except (ValueError, KeyError, OSError) as exc:
+            raise corrupt(full, "postings", exc) from None
 
     def dead_rows(self, entry: FragmentEntry) -> np.ndarray | None:
         if entry.deletes is None:

@@ -41,6 +41,7 @@ class FragmentEntry:
     index: str | None = None  # relative path of the HNSW index holding this fragment's rows
     index_base: int = 0  # key of row r in that index is index_base + r
     index_scale: float | None = None  # an int8 index's scale (None: a float16 index)
+    text: str | None = None  # relative path of the documents' full-text postings (lake/text.py)
 
 
 def _as_dict(entry: MetadataField | FragmentEntry) -> dict[str, Any]:
@@ -74,6 +75,8 @@ class Manifest:
                 out.add(f.deletes)
             if f.index:
                 out.add(f.index)
+            if f.text:
+                out.add(f.text)
         return out
 
     def child(self, operation: str, **changes: Any) -> Manifest:

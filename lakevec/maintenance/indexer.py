@@ -361,6 +361,7 @@ class Indexer:
         relative = f"index/{uuid.uuid4().hex}.usearch"
         storage = self.engine.storage
         storage.write_new(self.engine.cache.path(relative), head.index.save())
+        texts = self._write_postings(snap, tail)
         members = {e.id for e in manifest.fragments if head_path is not None and e.index == head_path}
 
         def point(m: Manifest) -> Manifest | None:
@@ -368,6 +369,8 @@ class Indexer:
             for e in m.fragments:
                 if e.id in bases and e.index is None:
                     e = dataclasses.replace(e, index=relative, index_base=bases[e.id], index_scale=head.scale)
+                    if e.id in texts and e.text is None:
+                        e = dataclasses.replace(e, text=texts[e.id])
                     folded = True
                 elif e.id in members and e.index == head_path:
                     e = dataclasses.replace(e, index=relative)
@@ -377,13 +380,29 @@ class Indexer:
 
         committed = self.engine.commit_transform(point)
         if committed is None:
-            storage.delete(self.engine.cache.path(relative))
+            for path in [relative, *texts.values()]:
+                storage.delete(self.engine.cache.path(path))
             self._head = None
             return True  # the tail moved on: look again
         self._head = _Head(relative, head.index, key, head.scale)
         if head_path is not None:
             self._retire(head_path, committed)
         return True
+
+    def _write_postings(self, snap, tail: list[int]) -> dict[str, str]:
+        """Full-text postings files for the folded fragments that hold documents (fragment id ->
+        path): a later process reads them instead of tokenizing the documents again."""
+        out = {}
+        for i in tail:
+            entry, frag = snap.manifest.fragments[i], snap.fragments[i]
+            if entry.text is not None or frag.table.column("document").null_count == frag.num_rows:
+                continue
+            relative = f"index/{entry.id}-{uuid.uuid4().hex[:8]}.terms.npz"
+            self.engine.storage.write_new(self.engine.cache.path(relative), frag.postings.to_bytes())
+            out[entry.id] = relative
+            if self._stopping:
+                raise _Stopped
+        return out
 
     def _retire(self, path: str, latest: Manifest) -> None:
         """Delete the index file a fold just superseded: an index is derived from its fragments,

@@ -31,10 +31,11 @@ NARY = {
 
 @dataclass
 class KnnLeaf:
-    query: np.ndarray
+    query: np.ndarray | None  # a vector, or None for a full-text (BM25) leaf
     limit: int
     default: float | None
     return_rank: bool
+    text: str | None = None  # the BM25 query over documents (key ``#document``)
     # filled by the engine: the leaf's nearest allowed rows and their distances, nearest first
     positions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     distances: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
