@@ -15,6 +15,7 @@ query. Writes benchmarks/results/<date>-<machine>-hybrid.{json,md}.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args(argv)
 
+    os.environ.setdefault("LANCE_LOG", "error")  # lance warns per query about score columns
     import bm25s
     import lancedb
     import tantivy
@@ -140,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict:
         position = {id_: i for i, id_ in enumerate(ids)}
         cold = lakevec.PersistentClient(str(tmp / "lakevec")).get_collection("news")
         start = time.perf_counter()
-        cold.search(Search().rank(Knn(query="warm", key=Key.DOCUMENT, limit=K)))
+        cold.search(Search().rank(Knn(query=queries[0], key=Key.DOCUMENT, limit=K)))
         result["lakevec_cold_first_bm25_s"] = time.perf_counter() - start
 
         def lakevec_bm25(q: str) -> list[int]:

@@ -13,15 +13,17 @@ Tokenizing and counting run in Polars, not per document in Python.
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
 # bm25s's and scikit-learn's default token pattern; Rust's regex engine (Polars') is Unicode-aware
 _TERM = r"\w\w+"
+_QUERY_TERM = re.compile(_TERM)
 
 
 def tokens(texts: pa.Array | pa.ChunkedArray) -> pl.DataFrame:
@@ -33,8 +35,14 @@ def tokens(texts: pa.Array | pa.ChunkedArray) -> pl.DataFrame:
 
 
 def query_terms(text: str) -> list[str]:
-    """The distinct terms of a query, in their first order."""
-    return tokens(pa.array([text]))["term"].unique(maintain_order=True).to_list()
+    """The distinct terms of a query, in their first order (Python's regex for one short text:
+    Polars compiles its pattern per call, 2 ms)."""
+    return list(dict.fromkeys(_QUERY_TERM.findall(text.lower())))
+
+
+def term_hashes(terms: list[str] | pl.Series) -> np.ndarray:
+    """64-bit hashes of terms, stable within a process (never stored)."""
+    return pl.Series(terms, dtype=pl.String).hash(seed=0).to_numpy()
 
 
 @dataclass(frozen=True)
@@ -64,10 +72,33 @@ class Postings:
             np.bincount(rows, minlength=n).astype(np.int32),
         )
 
-    def find(self, terms: list[str]) -> np.ndarray:
-        """Index of each term in this fragment's terms, -1 where it has none."""
-        found = pc.index_in(pa.array(terms, pa.string()), value_set=self.terms)
-        return np.asarray(found.fill_null(-1), dtype=np.int64)
+    @cached_property
+    def _hashes(self) -> tuple[np.ndarray, np.ndarray]:
+        """The terms' hashes sorted, and the term of each: built once per process (Polars'
+        hash is stable within one), so a lookup is a binary search, not a hash table of
+        every term per query (pyarrow's index_in: 2 ms for 20k terms)."""
+        hashes = term_hashes(pl.from_arrow(self.terms)) if len(self.terms) else np.zeros(0, np.uint64)
+        order = np.argsort(hashes, kind="stable")
+        return hashes[order], order
+
+    def find(self, terms: list[str], wanted: np.ndarray | None = None) -> np.ndarray:
+        """Index of each term in this fragment's terms, -1 where it has none (``wanted``: the
+        terms' :func:`term_hashes`, computed once for every fragment)."""
+        hashes, order = self._hashes
+        out = np.full(len(terms), -1, np.int64)
+        if not len(hashes) or not terms:
+            return out
+        if wanted is None:
+            wanted = term_hashes(terms)
+        at = np.minimum(np.searchsorted(hashes, wanted), len(hashes) - 1)
+        for i in np.flatnonzero(hashes[at] == wanted):  # a few query terms: check the text
+            j = at[i]
+            while j < len(hashes) and hashes[j] == wanted[i]:
+                if self.terms[int(order[j])].as_py() == terms[i]:
+                    out[i] = order[j]
+                    break
+                j += 1
+        return out
 
     def to_bytes(self) -> bytes:
         """An ``.npz`` of plain arrays: the terms as UTF-8 bytes and their offsets."""

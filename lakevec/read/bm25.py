@@ -9,12 +9,44 @@ whatever the fragments, deletes and compactions behind it.
 
 from __future__ import annotations
 
+import threading
+import weakref
+
 import numpy as np
 
 from lakevec.lake.snapshot import Snapshot
-from lakevec.lake.text import query_terms
+from lakevec.lake.text import Postings, query_terms, term_hashes
 
 K1, B = 1.5, 0.75
+_TOTALS: weakref.WeakKeyDictionary[Snapshot, tuple[int, int]] = weakref.WeakKeyDictionary()
+_TOTALS_LOCK = threading.Lock()
+
+
+def _length_totals(snap: Snapshot) -> tuple[int, int]:
+    """(live rows with a document, their total length): once per snapshot."""
+    with _TOTALS_LOCK:
+        cached = _TOTALS.get(snap)
+    if cached is None:
+        docs = total = 0
+        for i, frag in enumerate(snap.fragments):
+            lengths = frag.postings.lengths[snap.live[snap.offsets[i] : snap.offsets[i + 1]]]
+            docs += int(np.count_nonzero(lengths))
+            total += int(lengths.sum())
+        cached = (docs, total)
+        with _TOTALS_LOCK:
+            _TOTALS[snap] = cached
+    return cached
+
+
+def _matches(postings: Postings, found: np.ndarray, alive: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(query term, row, count) of the live postings of the found terms, in one gather."""
+    terms = np.flatnonzero(found >= 0)
+    starts, ends = postings.offsets[found[terms]], postings.offsets[found[terms] + 1]
+    sizes = ends - starts
+    at = np.repeat(starts - np.cumsum(sizes) + sizes, sizes) + np.arange(int(sizes.sum()))
+    rows, counts, term = postings.rows[at], postings.counts[at], np.repeat(terms, sizes)
+    keep = alive[rows]
+    return term[keep], rows[keep], counts[keep]
 
 
 def bm25_scores(
@@ -26,43 +58,35 @@ def bm25_scores(
     empty = np.zeros(0, np.int64), np.zeros(0, np.float64)
     if not terms or not snap.fragments:
         return empty
-    live = snap.live
-    # pass 1: collection statistics over live rows, and each fragment's matching postings
-    df = np.zeros(len(terms), np.int64)
-    docs, total_length = 0, 0
-    hits = []
-    for i, frag in enumerate(snap.fragments):
-        postings = frag.postings
-        alive = live[snap.offsets[i] : snap.offsets[i + 1]]
-        lengths = postings.lengths
-        docs += int(np.count_nonzero(lengths[alive]))
-        total_length += int(lengths[alive].sum())
-        found = postings.find(terms)
-        parts = []
-        for t in np.flatnonzero(found >= 0):
-            lo, hi = postings.offsets[found[t]], postings.offsets[found[t] + 1]
-            rows, counts = postings.rows[lo:hi], postings.counts[lo:hi]
-            keep = alive[rows]
-            rows, counts = rows[keep], counts[keep]
-            df[t] += len(rows)
-            parts.append((t, rows, counts))
-        hits.append(parts)
+    docs, total_length = _length_totals(snap)
     if docs == 0:
         return empty
+    wanted = term_hashes(terms)
+    # pass 1: each fragment's live postings of the query's terms, and their document counts
+    df = np.zeros(len(terms), np.int64)
+    hits = []
+    for i, frag in enumerate(snap.fragments):
+        found = frag.postings.find(terms, wanted)
+        if not (found >= 0).any():
+            continue
+        term, rows, counts = _matches(frag.postings, found, snap.live[snap.offsets[i] : snap.offsets[i + 1]])
+        df += np.bincount(term, minlength=len(terms))
+        hits.append((i, term, rows, counts))
     idf = np.log1p((docs - df + 0.5) / (df + 0.5))
     average = total_length / docs
     # pass 2: each matching row's score
     positions, scores = [], []
-    for i, parts in enumerate(hits):
-        if not parts:
-            continue
+    for i, term, rows, counts in hits:
         lengths = snap.fragments[i].postings.lengths
-        rows = np.concatenate([rows for _, rows, _ in parts])
-        counts = np.concatenate([counts for _, _, counts in parts]).astype(np.float64)
-        weights = np.concatenate([np.full(len(r), idf[t]) for t, r, _ in parts])
-        norm = K1 * (1 - B + B * lengths[rows] / average)
-        unique, inverse = np.unique(rows, return_inverse=True)
-        score = np.bincount(inverse, weights=weights * counts / (counts + norm), minlength=len(unique))
+        tf = counts.astype(np.float64)
+        contribution = idf[term] * tf / (tf + K1 * (1 - B + B * lengths[rows] / average))
+        if len(rows) * 16 > len(lengths):  # dense: one pass over the fragment's rows
+            total = np.bincount(rows, weights=contribution, minlength=len(lengths))
+            unique = np.flatnonzero(total)
+            score = total[unique]
+        else:
+            unique, inverse = np.unique(rows, return_inverse=True)
+            score = np.bincount(inverse, weights=contribution, minlength=len(unique))
         positions.append(snap.offsets[i] + unique.astype(np.int64))
         scores.append(score)
     if not positions:
