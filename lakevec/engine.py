@@ -303,12 +303,13 @@ class CollectionEngine:
             leaf.positions, leaf.distances = bm25_top(snap, leaf.text, leaf.limit, allowed.mask)  # type: ignore[arg-type]
         later: list[str] = []
         indexes = self._open_indexes(snap, later) if batches else {}
-        for (where, limit), leaves in batches.items():
-            allowed = self._filters.allowed(snap, self._con, None, json.loads(where), None)
-            hits = search(snap, indexes, np.stack([leaf.query for leaf in leaves]), limit, allowed, hnsw)
+        for (where_json, limit), leaves in batches.items():
+            allowed = self._filters.allowed(snap, self._con, None, json.loads(where_json), None)
+            stacked = np.stack([leaf.query for leaf in leaves if leaf.query is not None])
+            hits = search(snap, indexes, stacked, limit, allowed, hnsw)
             for leaf, positions, distances in zip(leaves, hits.positions, hits.distances):
-                found = positions >= 0
-                leaf.positions, leaf.distances = positions[found], distances[found]
+                hit = positions >= 0
+                leaf.positions, leaf.distances = positions[hit], distances[hit]
         found: list[tuple[np.ndarray, np.ndarray | None]] = []
         for plan in plans:
             stop = None if plan.limit is None else plan.offset + plan.limit

@@ -333,7 +333,7 @@ class MaxK(MinK):
 class GroupBy:
     """Group the ranked rows by metadata ``keys`` and keep ``aggregate``'s rows of each."""
 
-    def __init__(self, keys: Key | str | list[Key | str] = (), aggregate: MinK | None = None) -> None:
+    def __init__(self, keys: Key | str | list[Key | str] | tuple = (), aggregate: MinK | None = None) -> None:
         self.keys, self.aggregate = keys, aggregate
 
     def to_dict(self) -> dict[str, Any]:

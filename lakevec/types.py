@@ -53,8 +53,8 @@ class SearchResult(dict):
     def rows(self) -> list[list[dict[str, Any]]]:
         """Per search, one dict per row with ``id`` and the fields that have a value."""
         out = []
-        fields = (("documents", "document"), ("embeddings", "embedding"), ("metadatas", "metadata"))
-        fields += (("scores", "score"),)
+        fields = [("documents", "document"), ("embeddings", "embedding"), ("metadatas", "metadata")]
+        fields.append(("scores", "score"))
         for s, ids in enumerate(self.get("ids", [])):
             columns = [(name, (self.get(plural) or [None] * len(self["ids"]))[s]) for plural, name in fields]
             rows = []

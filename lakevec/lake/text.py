@@ -28,7 +28,7 @@ _QUERY_TERM = re.compile(_TERM)
 
 def tokens(texts: pa.Array | pa.ChunkedArray) -> pl.DataFrame:
     """``row`` and ``term`` of every term of ``texts``, in row order (null texts have none)."""
-    series = pl.from_arrow(texts) if len(texts) else pl.Series([], dtype=pl.String)
+    series = pl.Series(texts) if len(texts) else pl.Series([], dtype=pl.String)
     terms = series.cast(pl.String).str.to_lowercase().str.extract_all(_TERM)
     frame = pl.DataFrame({"term": terms}).with_row_index("row")
     return frame.explode("term").drop_nulls("term")
@@ -77,7 +77,7 @@ class Postings:
         """The terms' hashes sorted, and the term of each: built once per process (Polars'
         hash is stable within one), so a lookup is a binary search, not a hash table of
         every term per query (pyarrow's index_in: 2 ms for 20k terms)."""
-        hashes = term_hashes(pl.from_arrow(self.terms)) if len(self.terms) else np.zeros(0, np.uint64)
+        hashes = term_hashes(pl.Series(self.terms)) if len(self.terms) else np.zeros(0, np.uint64)
         order = np.argsort(hashes, kind="stable")
         return hashes[order], order
 

@@ -138,7 +138,7 @@ def _group(snap: Snapshot, plan: SearchPlan, rows: np.ndarray, scores: np.ndarra
     group_cols = [c for key in plan.group_keys for c in _sort_columns(snap, key)]
     sort_cols = [c for key in keys if key != "#score" for c in _sort_columns(snap, key)]
     wanted = list(dict.fromkeys(group_cols + sort_cols))
-    frame = pl.from_arrow(snap.take(rows, wanted)) if wanted else pl.DataFrame()
+    frame = pl.DataFrame(snap.take(rows, wanted)) if wanted else pl.DataFrame()
     frame = frame.with_columns(pl.Series("_score", scores), pl.Series("_i", np.arange(len(rows))))
     by = []
     for key in keys:
