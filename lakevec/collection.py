@@ -16,6 +16,7 @@ from lakevec import validate as v
 from lakevec.config import collection_schema
 from lakevec.engine import CollectionEngine
 from lakevec.errors import InvalidArgumentError
+from lakevec.expression import knn_nodes
 from lakevec.extras import require
 from lakevec.maintenance.compact import compact
 from lakevec.maintenance.indexer import Indexer
@@ -301,7 +302,12 @@ class Collection:
         if not items:
             raise InvalidArgumentError("Expected at least one search")
         payloads = [s.to_dict() if hasattr(s, "to_dict") else copy.deepcopy(s) for s in items]
-        leaves = [leaf for p in payloads if isinstance(p, dict) for leaf in _text_knn(p.get("rank"))]
+        # text to embed; a Knn over #document is BM25, which takes the text itself
+        leaves = [
+            knn
+            for knn in knn_nodes([p.get("rank") for p in payloads if isinstance(p, dict)])
+            if isinstance(knn.get("query"), str) and knn.get("key") != "#document"
+        ]
         if leaves:
             vectors = self._embed([leaf["query"] for leaf in leaves], "search", query=True)
             for leaf, vector in zip(leaves, vectors):  # type: ignore[arg-type]
@@ -461,15 +467,3 @@ class Collection:
         if self._engine.pinned_version is not None:
             raise self._engine.read_only_error()
         self._record = self._client._modify_collection(self, name, metadata, configuration)
-
-
-def _text_knn(rank: Any) -> list[dict[str, Any]]:
-    """The ``$knn`` nodes of a rank dict whose query is text to embed."""
-    if isinstance(rank, list):
-        return [leaf for r in rank for leaf in _text_knn(r)]
-    if not isinstance(rank, dict):
-        return []
-    knn = rank.get("$knn")
-    if isinstance(knn, dict) and isinstance(knn.get("query"), str):
-        return [] if knn.get("key") == "#document" else [knn]  # BM25 takes the text itself
-    return [leaf for value in rank.values() for leaf in _text_knn(value)]

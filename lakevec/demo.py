@@ -48,6 +48,13 @@ def ingest(collection: lakevec.Collection, table: pa.Table) -> None:
     print(f"Ingested {table.num_rows:,} articles in {took:.1f} s ({table.num_rows / took:.0f} docs/s)")
 
 
+def print_table(df: pl.DataFrame) -> None:
+    with pl.Config(
+        tbl_rows=10, fmt_str_lengths=80, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True
+    ):
+        print(df)
+
+
 def show(result: lakevec.types.QueryResult, query: str, where: dict, where_document: dict | None) -> None:
     filters = ", ".join(f"{k}={v}" for k, v in (("where", where), ("where_document", where_document)) if v)
     print(f"\nQuery: {query!r}" + (f"   [{filters}]" if filters else ""))
@@ -62,10 +69,7 @@ def show(result: lakevec.types.QueryResult, query: str, where: dict, where_docum
         "source",
         pl.col("title").str.slice(0, 72),
     )
-    with pl.Config(
-        tbl_rows=10, fmt_str_lengths=80, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True
-    ):
-        print(df)
+    print_table(df)
 
 
 def hybrid(collection: lakevec.Collection, text: str, where: dict) -> None:
@@ -90,10 +94,7 @@ def hybrid(collection: lakevec.Collection, text: str, where: dict) -> None:
             "title": [str(r["metadata"].get("title", ""))[:72] for r in rows],
         }
     )
-    with pl.Config(
-        tbl_rows=10, fmt_str_lengths=80, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True
-    ):
-        print(df)
+    print_table(df)
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 import numpy as np
@@ -31,7 +31,8 @@ from lakevec.read.bm25 import bm25_top
 from lakevec.read.query import FilterCache, query_result, search
 from lakevec.read.rank import KnnLeaf, ranked, search_results
 from lakevec.read.rows import get_result, select
-from lakevec.validate import validate_query_embeddings, validate_search
+from lakevec.validate import validate_query_embeddings
+from lakevec.validate.search import validate_search
 from lakevec.write.commit import Written, discard, write_and_commit
 from lakevec.write.plan import Change, plan_add, plan_delete, plan_upsert
 
@@ -305,7 +306,7 @@ class CollectionEngine:
         indexes = self._open_indexes(snap, later) if batches else {}
         for (where_json, limit), leaves in batches.items():
             allowed = self._filters.allowed(snap, self._con, None, json.loads(where_json), None)
-            stacked = np.stack([leaf.query for leaf in leaves if leaf.query is not None])
+            stacked = np.stack([cast(np.ndarray, leaf.query) for leaf in leaves])  # vector leaves only
             hits = search(snap, indexes, stacked, limit, allowed, hnsw)
             for leaf, positions, distances in zip(leaves, hits.positions, hits.distances):
                 hit = positions >= 0

@@ -24,10 +24,10 @@ class Where:
         raise NotImplementedError
 
     def __and__(self, other: Where) -> Where:
-        return _Logical("$and", _flat("$and", self) + _flat("$and", other))
+        return _Logical("$and", _operands("$and", self) + _operands("$and", other))
 
     def __or__(self, other: Where) -> Where:
-        return _Logical("$or", _flat("$or", self) + _flat("$or", other))
+        return _Logical("$or", _operands("$or", self) + _operands("$or", other))
 
     def __invert__(self) -> Where:
         return _Not(self)
@@ -36,16 +36,18 @@ class Where:
         return f"Where({self.to_dict()!r})"
 
 
-def _flat(op: str, where: Where) -> list[Where]:
-    return list(where.clauses) if isinstance(where, _Logical) and where.op == op else [where]
+def _operands(op: str, node: Any) -> list:
+    """``node``'s operands if it is already an ``op`` (``$and``, ``$sum``, ...), else ``[node]``:
+    chained operators build one flat list, as chromadb's do."""
+    return list(node.operands) if isinstance(node, (_Logical, _Nary)) and node.op == op else [node]
 
 
 class _Logical(Where):
-    def __init__(self, op: str, clauses: list[Where]) -> None:
-        self.op, self.clauses = op, clauses
+    def __init__(self, op: str, operands: list[Where]) -> None:
+        self.op, self.operands = op, operands
 
     def to_dict(self) -> dict[str, Any]:
-        return {self.op: [c.to_dict() for c in self.clauses]}
+        return {self.op: [c.to_dict() for c in self.operands]}
 
 
 class _Not(Where):
@@ -161,7 +163,7 @@ class Rank:
         return f"Rank({self.to_dict()!r})"
 
     def __add__(self, other: Rank | Number) -> Rank:
-        return _Nary("$sum", _nary("$sum", self) + _nary("$sum", _rank(other)))
+        return _Nary("$sum", _operands("$sum", self) + _operands("$sum", _rank(other)))
 
     def __radd__(self, other: Number) -> Rank:
         return _rank(other) + self
@@ -173,7 +175,7 @@ class Rank:
         return _Binary("$sub", _rank(other), self)
 
     def __mul__(self, other: Rank | Number) -> Rank:
-        return _Nary("$mul", _nary("$mul", self) + _nary("$mul", _rank(other)))
+        return _Nary("$mul", _operands("$mul", self) + _operands("$mul", _rank(other)))
 
     def __rmul__(self, other: Number) -> Rank:
         return _rank(other) * self
@@ -200,26 +202,22 @@ class Rank:
         return _Unary("$log", self)
 
     def max(self, other: Rank | Number) -> Rank:
-        return _Nary("$max", _nary("$max", self) + _nary("$max", _rank(other)))
+        return _Nary("$max", _operands("$max", self) + _operands("$max", _rank(other)))
 
     def min(self, other: Rank | Number) -> Rank:
-        return _Nary("$min", _nary("$min", self) + _nary("$min", _rank(other)))
+        return _Nary("$min", _operands("$min", self) + _operands("$min", _rank(other)))
 
 
 def _rank(value: Rank | Number) -> Rank:
     return value if isinstance(value, Rank) else Val(value)
 
 
-def _nary(op: str, rank: Rank) -> list[Rank]:
-    return list(rank.ranks) if isinstance(rank, _Nary) and rank.op == op else [rank]
-
-
 class _Nary(Rank):
-    def __init__(self, op: str, ranks: list[Rank]) -> None:
-        self.op, self.ranks = op, ranks
+    def __init__(self, op: str, operands: list[Rank]) -> None:
+        self.op, self.operands = op, operands
 
     def to_dict(self) -> dict[str, Any]:
-        return {self.op: [r.to_dict() for r in self.ranks]}
+        return {self.op: [r.to_dict() for r in self.operands]}
 
 
 class _Binary(Rank):
@@ -417,3 +415,15 @@ class Search:
 
 def _as_dict(part: Any) -> Any:
     return part.to_dict() if hasattr(part, "to_dict") else part
+
+
+def knn_nodes(node: Any) -> list[dict[str, Any]]:
+    """Every ``$knn`` body in a search's wire form (a rank dict, a search, or lists of them)."""
+    if isinstance(node, list):
+        return [knn for item in node for knn in knn_nodes(item)]
+    if not isinstance(node, dict):
+        return []
+    knn = node.get("$knn")
+    if isinstance(knn, dict):
+        return [knn]
+    return [knn for value in node.values() for knn in knn_nodes(value)]

@@ -2,7 +2,7 @@
 
 Terms are the lowercased runs of two or more word characters (bm25s's and scikit-learn's
 default token pattern), without stopwords or stemming. A fragment's postings
-hold its sorted terms, each term's rows and counts, and each row's length in terms: only
+hold its distinct terms, each term's rows and counts, and each row's length in terms: only
 counts, no collection statistics, so fragments compose. BM25's document frequencies and
 average length are summed over a snapshot's live rows at query time (:mod:`lakevec.read.bm25`)
 and a delete or a new fragment never rewrites a postings file.
@@ -47,7 +47,7 @@ def term_hashes(terms: list[str] | pl.Series) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Postings:
-    terms: pa.Array  # sorted distinct terms (string)
+    terms: pa.Array  # distinct terms (string), in no particular order: found by hash
     offsets: np.ndarray  # int64, len(terms) + 1: term t's postings are [offsets[t], offsets[t+1])
     rows: np.ndarray  # int32 row of each posting, ascending within a term
     counts: np.ndarray  # int32 occurrences of the term in that row

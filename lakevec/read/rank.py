@@ -43,7 +43,7 @@ class KnnLeaf:
 
 @dataclass
 class SearchPlan:
-    """One validated search (see :func:`lakevec.validate.validate_search`)."""
+    """One validated search (see :func:`lakevec.validate.search.validate_search`)."""
 
     where: dict[str, Any] | None
     rank: Any  # ("$knn", KnnLeaf) | ("$val", float) | (operator, [children])

@@ -34,6 +34,7 @@ from lakevec.client import AdminClient, Client
 from lakevec.collection import Collection
 from lakevec.config import Settings, only_defaults
 from lakevec.errors import AuthorizationError, InvalidArgumentError, LakevecError, NotFoundError
+from lakevec.expression import knn_nodes
 from lakevec.server.config import ServerConfig
 from lakevec.server.wire import (
     Guard,
@@ -401,7 +402,8 @@ def create_app(config: ServerConfig) -> Guard:
             if not isinstance(searches, list):
                 raise InvalidArgumentError("Expected 'searches' to be a list of searches")
             service.check_batch(searches)
-            if any(limit > config.max_n_results for limit in _knn_limits(searches)):
+            limits = [knn.get("limit") for knn in knn_nodes(searches)]
+            if any(isinstance(n, int) and n > config.max_n_results for n in limits):
                 raise InvalidArgumentError(f"Knn limit must be at most {config.max_n_results:,}")
             collection = service.collection_by_id(tenant, database, collection_id)
             return jsonable(collection.search(searches))
@@ -462,15 +464,3 @@ def serve(config: ServerConfig, host: str = "127.0.0.1", port: int = 8000, worke
         )
         return
     uvicorn.run(create_app(config), host=host, port=port, log_level="warning", access_log=False)
-
-
-def _knn_limits(node: Any) -> list[int]:
-    """Every ``$knn`` limit in a search body (to cap them, as ``n_results`` is)."""
-    if isinstance(node, list):
-        return [x for item in node for x in _knn_limits(item)]
-    if not isinstance(node, dict):
-        return []
-    knn = node.get("$knn")
-    if isinstance(knn, dict) and isinstance(knn.get("limit"), int):
-        return [knn["limit"]]
-    return [x for value in node.values() for x in _knn_limits(value)]
