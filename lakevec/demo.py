@@ -87,7 +87,7 @@ def hybrid(collection: lakevec.Collection, text: str, where: dict) -> None:
     rows = result.rows()[0]
     df = pl.DataFrame(
         {
-            "rank": list(range(1, len(rows) + 1)),
+            "rank": list(range(len(rows))),  # 0 first, as the query tables above
             "rrf": [round(-r["score"], 4) for r in rows],
             "date": [r["metadata"].get("date") for r in rows],
             "source": [r["metadata"].get("source") for r in rows],
