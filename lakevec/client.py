@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import os
+import posixpath
 import re
 import threading
 import time
@@ -22,6 +24,7 @@ from lakevec.errors import (
     UniqueConstraintError,
 )
 from lakevec.interop import sql_connection
+from lakevec.lake import forks
 from lakevec.lake.catalog import DEFAULT_DATABASE, DEFAULT_TENANT, Catalog
 from lakevec.lake.storage import Storage
 from lakevec.maintenance.indexer import Indexer
@@ -274,12 +277,44 @@ class Client(AdminClient):
             indexer.stop(wait=True)
 
     def _discard(self, record: dict) -> None:
-        """Remove a collection's files (one that no catalog names, or no longer does)."""
+        """Remove a collection's files (one that no catalog names, or no longer does); files
+        that live forks read stay until the last of them is deleted."""
         with self._engines_lock:
             pair = self._engines.pop(record["id"], None)
         if pair is not None:  # a background merge writing into data/ made the delete fail
             pair[1].stop(wait=True)
-        self._storage.delete_tree(self._storage.join(_directory(record)))
+        forks.delete_collection(self._storage, self._storage.join(_directory(record)))
+
+    def _fork_collection(self, collection: Collection, new_name: str) -> Collection:
+        """A copy-on-write copy of ``collection`` (of the version it reads) named ``new_name``,
+        beside it in its tenant and database."""
+        new_name = v.validate_collection_name(new_name)
+        source = collection._record
+        record = copy.deepcopy(source)
+        record.pop("forked_from", None)
+        record.update(id=str(uuid.uuid4()), name=new_name)
+        record["forked_from"] = {"id": source["id"], "version": collection.version}
+        if source.get("dir"):
+            record["dir"] = posixpath.join(posixpath.dirname(source["dir"]), record["id"])
+
+        def change(doc: dict) -> dict:
+            db = Catalog.database(doc, collection.tenant, collection.database)
+            if db is None:
+                raise NotFoundError(f"Database [{collection.database}] not found")
+            if new_name in db["collections"]:
+                raise InternalError(f"Collection [{new_name}] already exists")
+            if db["collections"].get(source["name"], {}).get("id") != source["id"]:
+                raise NotFoundError(f"Collection [{source['name']}] does not exist")
+            db["collections"][new_name] = record
+            return record
+
+        collection._engine.fork(_directory(record))
+        try:
+            self._catalog.update(change)
+        except BaseException:
+            self._discard(record)
+            raise
+        return self._wrap(record, collection._embedding_function)
 
     def get_collection(
         self,

@@ -34,6 +34,8 @@ class Owner(Protocol):
         self, collection: Collection, name: Any, metadata: Any, configuration: Any
     ) -> dict[str, Any]: ...
 
+    def _fork_collection(self, collection: Collection, new_name: str) -> Collection: ...
+
 
 _GET_DEFAULT = ["metadatas", "documents"]
 _QUERY_DEFAULT = ["metadatas", "documents", "distances"]
@@ -402,18 +404,56 @@ class Collection:
             for m in self._engine.manifests()
         ]
 
-    def at(self, version: int | None = None, *, timestamp: datetime | float | None = None) -> Collection:
-        """This collection as it was at ``version`` (or at ``timestamp``), read-only: ``get``,
-        ``query``, ``count``, ``to_arrow`` and friends work; writes raise."""
-        if (version is None) == (timestamp is None):
-            raise InvalidArgumentError("give exactly one of version or timestamp")
-        if timestamp is not None:
+    def at(
+        self,
+        version: int | None = None,
+        *,
+        timestamp: datetime | float | None = None,
+        tag: str | None = None,
+    ) -> Collection:
+        """This collection as it was at ``version`` (or at ``timestamp``, or at the version
+        ``tag`` names), read-only: ``get``, ``query``, ``search``, ``count``, ``to_arrow`` and
+        friends work; writes raise."""
+        if sum(x is not None for x in (version, timestamp, tag)) != 1:
+            raise InvalidArgumentError("give exactly one of version, timestamp or tag")
+        if tag is not None:
+            version = self._engine.tags.get(tag)
+        elif timestamp is not None:
             seconds = timestamp.timestamp() if isinstance(timestamp, datetime) else float(timestamp)
             version = self._engine.version_at(seconds)
         engine = self._engine.pinned(version)
         return Collection(
             self._client, self._record, engine, self._embedding_function, self.tenant, self.database
         )  # no indexer: a version is read-only
+
+    def tag(self, name: str, version: int | None = None) -> int:
+        """Name a version (the one this object reads by default) so that vacuum keeps it and
+        ``at(tag=name)`` opens it. Returns the version tagged."""
+        engine = self._local("tag")
+        version = engine.snapshot().version if version is None else version
+        engine.pinned(version)  # checks that the version exists and is retained
+        engine.tags.create(name, version)
+        return version
+
+    def tags(self) -> dict[str, int]:
+        """Every tag of this collection and the version it names."""
+        return self._local("tags").tags.all()
+
+    def delete_tag(self, name: str) -> None:
+        """Remove a tag; its version is then kept only as long as vacuum's window keeps it."""
+        self._local("delete_tag").tags.delete(name)
+
+    def fork(self, new_name: str) -> Collection:
+        """A new collection named ``new_name`` holding this collection's rows (as of the version
+        this object reads), sharing its files: nothing is copied, and later writes to either
+        collection do not show in the other. Chroma offers this in its cloud only."""
+        return self._client._fork_collection(self, new_name)
+
+    def fork_count(self) -> int:
+        """How many live collections were forked from this one."""
+        if not isinstance(self._engine, CollectionEngine):
+            return self._client._fork_count(self)  # type: ignore[attr-defined]
+        return self._engine.fork_count()
 
     def vacuum(
         self,

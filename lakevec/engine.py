@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import threading
 import time
 import weakref
@@ -21,12 +22,14 @@ import duckdb
 import numpy as np
 from usearch.index import Index
 
-from lakevec.errors import CommitFailedError, InvalidArgumentError, NotFoundError, corrupt
+from lakevec.errors import CommitFailedError, InternalError, InvalidArgumentError, NotFoundError, corrupt
+from lakevec.lake import forks
 from lakevec.lake.fragments import VECTORS, FragmentCache
 from lakevec.lake.log import VersionLog, backoff
 from lakevec.lake.manifest import Manifest
 from lakevec.lake.snapshot import Snapshot
 from lakevec.lake.storage import Storage
+from lakevec.lake.tags import Tags
 from lakevec.read.bm25 import bm25_top
 from lakevec.read.query import FilterCache, query_result, search
 from lakevec.read.rank import KnnLeaf, ranked, search_results
@@ -54,6 +57,7 @@ class CollectionEngine:
         self.pinned_version: int | None = None  # set on read-only engines over an old version
         self.log = VersionLog(storage, f"{self.directory}/versions")
         self.cache = FragmentCache(storage, self.directory)
+        self.tags = Tags(storage, self.directory)
         self._snapshot: Snapshot | None = None
         self._checked = 0.0
         self._key = (storage.url_key(), self.directory)
@@ -345,6 +349,27 @@ class CollectionEngine:
         engine._snapshot = Snapshot(manifest, engine.cache)
         _PINNED.add(engine)
         return engine
+
+    def fork(self, directory: str) -> None:
+        """Write version 0 of a fork of the version this engine reads into ``directory`` (a
+        sibling of this collection's, relative to the root): it lists this collection's files,
+        which stay shared until either side rewrites them."""
+        target = self.storage.join(directory)
+        parent, name = posixpath.split(self.directory)
+        fork_name = posixpath.basename(target)
+        if posixpath.dirname(target) != parent:
+            raise InvalidArgumentError("a fork lives beside its source (same tenant and database)")
+        # the marker comes first: from then on this collection's vacuum keeps what the fork reads
+        forks.register(self.storage, self.directory, fork_name, name)
+        snap = self.snapshot() if self.pinned_version is not None else self.snapshot(fresh=True)
+        manifest = forks.fork_manifest(snap.manifest, name)
+        for other in forks.owners(manifest) - {name}:
+            forks.register(self.storage, f"{parent}/{other}", fork_name, name)
+        if not VersionLog(self.storage, f"{target}/versions").try_commit(0, manifest.to_json()):
+            raise InternalError(f"a collection already lives in {directory}")
+
+    def fork_count(self) -> int:
+        return forks.count(self.storage, self.directory)
 
     def pinned_versions(self) -> set[int]:
         """Versions that live read-only views of this collection in this process read."""

@@ -301,6 +301,14 @@ class HttpClient:
         self._http.call("put", f"{self._db}/collections/{collection.id}", body)
         return _record(self._http.call("get", f"{self._db}/collections/{name or collection.name}"))
 
+    def _fork_collection(self, collection: Collection, new_name: str) -> Collection:
+        body = {"new_name": new_name}
+        model = self._http.call("post", f"{self._db}/collections/{collection.id}/fork", body)
+        return self._wrap(model, collection._embedding_function)
+
+    def _fork_count(self, collection: Collection) -> int:
+        return int(self._http.call("get", f"{self._db}/collections/{collection.id}/fork_count")["count"])
+
 
 def _record(model: dict[str, Any]) -> dict[str, Any]:
     """A collection record (as the local catalog holds it) from the server's collection model."""

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lakevec.errors import corrupt
+from lakevec.lake.forks import resolve
 from lakevec.lake.manifest import FragmentEntry, Manifest
 from lakevec.lake.schema import embeddings_of, flatten, read_deletion
 from lakevec.lake.storage import Storage
@@ -192,7 +193,7 @@ class FragmentCache:
         self._lock = threading.Lock()
 
     def path(self, relative: str) -> str:
-        return f"{self.directory}/{relative}"
+        return resolve(self.directory, relative)
 
     def put(self, entry: FragmentEntry, table: pa.Table, vectors: bool = True) -> None:
         """Remember a fragment this process just wrote, so it is not read back while it stays

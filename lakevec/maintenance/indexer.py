@@ -33,6 +33,7 @@ from usearch.index import Index, ScalarKind
 
 from lakevec.engine import CollectionEngine
 from lakevec.errors import corrupt
+from lakevec.lake.forks import FORKS, foreign
 from lakevec.lake.manifest import Manifest
 from lakevec.lake.quantize import index_scale, quantized
 from lakevec.maintenance.merge import merge_small
@@ -411,6 +412,8 @@ class Indexer:
         reads an older version."""
         if path in latest.files() or any(v < latest.version for v in self.engine.pinned_versions()):
             return
+        if foreign(path) or self.engine.storage.listdir(f"{self.engine.directory}/{FORKS}"):
+            return  # another collection's file, or one a fork may read: vacuum decides
         self.engine.storage.delete(self.engine.cache.path(path))
 
     def _keep_going(self, done, total):  # usearch checks these annotations as real types

@@ -6,7 +6,8 @@ and so are the newest ``keep_versions`` versions (the latest always). A file is 
 no retained version lists it *and* it was last modified before the window began, so the files
 of a write in flight (written, not yet committed) are never touched. A reader that pinned a
 version older than the window may lose its files: the window is the contract. Versions that
-read-only views (``collection.at(...)``) alive in this process read are always kept.
+read-only views (``collection.at(...)``) alive in this process read, tagged versions, and the
+files that live forks of this collection read are always kept.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 from lakevec.engine import CollectionEngine
+from lakevec.lake.forks import FORKS, references
 from lakevec.lake.log import version_name
 from lakevec.lake.manifest import FILE_DIRS
 
@@ -35,9 +37,11 @@ def vacuum(engine: CollectionEngine, older_than: float, keep_versions: int, dry_
     cutoff = time.time() - older_than
     latest = engine.snapshot(fresh=True).version
     manifests = engine.manifests()
-    newest = {m.version for m in manifests[-keep_versions:]} | {latest} | engine.pinned_versions()
+    tagged = set(engine.tags.all().values())
+    newest = {m.version for m in manifests[-keep_versions:]} | {latest} | engine.pinned_versions() | tagged
     kept = [m for m in manifests if m.version in newest or m.timestamp >= cutoff]
-    needed: set[str] = set()
+    forks = references(engine.storage, engine.directory, cutoff)
+    needed = set(forks.needed)
     for m in kept:
         needed |= m.files()
     result = VacuumResult(kept_versions=[m.version for m in kept], dry_run=dry_run)
@@ -58,6 +62,8 @@ def vacuum(engine: CollectionEngine, older_than: float, keep_versions: int, dry_
     # whose files are gone only for versions already outside the window
     for relative in result.deleted_files:
         storage.delete(engine.cache.path(relative))
+    for fork in forks.gone:
+        storage.delete(f"{engine.directory}/{FORKS}/{fork}.json")
     for version in result.deleted_versions:
         storage.delete(f"{engine.log.directory}/{version_name(version)}")
     return result

@@ -420,6 +420,22 @@ def create_app(config: ServerConfig) -> Guard:
 
         return await run(work)
 
+    @app.post(tdb + "/collections/{collection_id}/fork")
+    async def fork(tenant: str, database: str, collection_id: str, request: Request):
+        body = await body_of(request)
+
+        def work():
+            collection = service.collection_by_id(tenant, database, collection_id)
+            return service.model(collection.fork(_field(body, "new_name", (str,))))
+
+        return await run(work)
+
+    @app.get(tdb + "/collections/{collection_id}/fork_count")
+    async def fork_count(tenant: str, database: str, collection_id: str):
+        return await run(
+            lambda: {"count": service.collection_by_id(tenant, database, collection_id).fork_count()}
+        )
+
     @app.get(tdb + "/collections/{collection_id}/count")
     async def count(tenant: str, database: str, collection_id: str):
         return await run(lambda: service.collection_by_id(tenant, database, collection_id).count())
