@@ -5,7 +5,7 @@ from lakevec.collection import Collection
 from lakevec.config import Settings
 from lakevec.expression import GroupBy, K, Key, Knn, Limit, MaxK, MinK, Rrf, Search, Select, Val
 from lakevec.http_client import HttpClient
-from lakevec.types import GetResult, SearchResult
+from lakevec.types import GetResult, SearchResult, SparseVector
 from lakevec.version import __version__
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "Rrf",
     "Search",
     "SearchResult",
+    "SparseVector",
     "Select",
     "Settings",
     "Val",

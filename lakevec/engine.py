@@ -34,6 +34,7 @@ from lakevec.read.bm25 import bm25_top
 from lakevec.read.query import FilterCache, query_result, search
 from lakevec.read.rank import KnnLeaf, ranked, search_results
 from lakevec.read.rows import get_result, select
+from lakevec.read.sparse import sparse_top
 from lakevec.validate import validate_query_embeddings
 from lakevec.validate.search import validate_search
 from lakevec.write.commit import Written, discard, write_and_commit
@@ -289,23 +290,33 @@ class CollectionEngine:
         self.storage.prefetch(later)  # in the background, once this query has its answer
         return result
 
-    def search(self, payloads: list[Any], hnsw: dict[str, Any]) -> dict[str, Any]:
+    def search(
+        self, payloads: list[Any], hnsw: dict[str, Any], idf_keys: frozenset[str] = frozenset()
+    ) -> dict[str, Any]:
         """The Search API over one snapshot: each payload is a search in Chroma's wire form.
         Knn leaves sharing a filter and limit run as one batched query; a Knn over
-        ``#document`` ranks by BM25."""
+        ``#document`` ranks by BM25, one over a metadata key by its sparse vectors (their
+        query weighted by idf where the key is in ``idf_keys``)."""
         snap = self.snapshot()
         plans = [validate_search(p, snap.manifest.dimension) for p in payloads]
         batches: dict[tuple[str, int], list[KnnLeaf]] = {}
         texts: list[tuple[dict | None, KnnLeaf]] = []
         for plan in plans:
             for leaf in plan.knn_leaves():
-                if leaf.text is not None:
+                if leaf.text is not None or leaf.sparse is not None:
                     texts.append((plan.where, leaf))
                 else:
                     batches.setdefault((json.dumps(plan.where, sort_keys=True), leaf.limit), []).append(leaf)
         for where, leaf in texts:
             allowed = self._filters.allowed(snap, self._con, None, where, None)
-            leaf.positions, leaf.distances = bm25_top(snap, leaf.text, leaf.limit, allowed.mask)  # type: ignore[arg-type]
+            if leaf.sparse is not None:
+                key, indices, weights = leaf.sparse
+                idf = key in idf_keys
+                leaf.positions, leaf.distances = sparse_top(
+                    snap, key, indices, weights, leaf.limit, allowed.mask, idf
+                )
+            else:
+                leaf.positions, leaf.distances = bm25_top(snap, leaf.text, leaf.limit, allowed.mask)  # type: ignore[arg-type]
         later: list[str] = []
         indexes = self._open_indexes(snap, later) if batches else {}
         for (where_json, limit), leaves in batches.items():

@@ -18,7 +18,7 @@ from lakevec.collection import Collection
 from lakevec.errors import InvalidArgumentError, LakevecError
 from lakevec.extras import require
 from lakevec.lake.catalog import DEFAULT_DATABASE, DEFAULT_TENANT
-from lakevec.types import Database, Tenant
+from lakevec.types import SPARSE_TYPE, Database, SparseVector, Tenant
 from lakevec.utils.embedding_functions import DefaultEmbeddingFunction, resolve_embedding_function
 
 _DEFAULT_EF = DefaultEmbeddingFunction()
@@ -62,12 +62,24 @@ class _Http:
     def call(self, method: str, path: str, body: dict[str, Any] | None = None, **params: Any) -> Any:
         import json
 
-        content = None if body is None else json.dumps(body)
+        content = None if body is None else json.dumps(body, default=_to_wire)
         params = {k: v for k, v in params.items() if v is not None}
         response = self.session.request(method, self.base + path, content=content, params=params or None)
         if response.status_code >= 400:
             raise _error(response)
-        return response.json()
+        return response.json(object_hook=_from_wire)
+
+
+def _to_wire(value: Any) -> Any:
+    if isinstance(value, SparseVector) or (hasattr(value, "indices") and hasattr(value, "to_dict")):
+        return value.to_dict()  # lakevec's or chromadb's sparse vector
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _from_wire(value: dict[str, Any]) -> Any:
+    if value.get("#type") == SPARSE_TYPE:
+        return SparseVector(value["indices"], value["values"], value.get("tokens"))
+    return value
 
 
 class RemoteEngine:
@@ -155,7 +167,11 @@ class RemoteEngine:
             result["embeddings"] = [np.asarray(e, dtype=np.float32) for e in result["embeddings"]]
         return result
 
-    def search(self, payloads: list[Any], hnsw: dict[str, Any]) -> dict[str, Any]:
+    def search(
+        self, payloads: list[Any], hnsw: dict[str, Any], idf_keys: frozenset[str] = frozenset()
+    ) -> dict[str, Any]:
+        """The server's search (it weighs sparse queries by its own schema)."""
+
         def plain(value: Any) -> Any:  # numpy query vectors as JSON lists
             if isinstance(value, dict):
                 return {k: plain(v) for k, v in value.items()}

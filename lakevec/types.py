@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
 
 import numpy as np
@@ -65,4 +66,25 @@ class SearchResult(dict):
                         row[name] = values[r]
                 rows.append(row)
             out.append(rows)
+        return out
+
+
+SPARSE_TYPE = "sparse_vector"  # the ``#type`` tag of a sparse vector in Chroma's JSON
+
+
+@dataclass(frozen=True)
+class SparseVector:
+    """Chroma's ``SparseVector`` as a metadata value: strictly ascending ``indices`` with their
+    ``values`` (and, optionally, the tokens they stand for, ``labels``). Validated where it
+    enters a collection; chromadb's own objects are accepted alike."""
+
+    indices: list[int]
+    values: list[float]
+    labels: list[str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Chroma's wire form (its tokens travel as ``tokens``)."""
+        out: dict[str, Any] = {"#type": SPARSE_TYPE, "indices": self.indices, "values": self.values}
+        if self.labels is not None:
+            out["tokens"] = self.labels
         return out

@@ -16,7 +16,7 @@ FORMAT_VERSION = 1
 FILE_DIRS = ("data", "deletes", "index")
 
 #: metadata value kinds; each (key, kind) pair is one typed Parquet field
-KINDS = ("str", "int", "float", "bool", "list_str", "list_int", "list_float", "list_bool")
+KINDS = ("str", "int", "float", "bool", "list_str", "list_int", "list_float", "list_bool", "sparse")
 
 
 @dataclass(frozen=True, slots=True)

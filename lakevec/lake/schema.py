@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lakevec.lake.manifest import MetadataField
+from lakevec.types import SparseVector
 
 SCALAR_TYPES: dict[str, pa.DataType] = {
     "str": pa.string(),
@@ -27,6 +28,15 @@ ARROW_TYPES: dict[str, pa.DataType] = {
     **SCALAR_TYPES,
     **{f"list_{k}": pa.list_(t) for k, t in SCALAR_TYPES.items()},
 }
+#: Chroma's sparse vectors as metadata values (the indices are u32, as in Chroma)
+SPARSE_ARROW = pa.struct(
+    [
+        pa.field("indices", pa.list_(pa.uint32())),
+        pa.field("values", pa.list_(pa.float32())),
+        pa.field("tokens", pa.list_(pa.string())),
+    ]
+)
+ARROW_TYPES["sparse"] = SPARSE_ARROW
 META_PREFIX = "m:"  # flattened metadata columns in memory: "m:<field name>"
 
 
@@ -153,6 +163,10 @@ def dicts_from_columns(
         values = columns.get(META_PREFIX + f.name)
         if values is None:
             continue
+        if f.kind == "sparse":
+            values = [
+                None if v is None else SparseVector(v["indices"], v["values"], v["tokens"]) for v in values
+            ]
         for row, value in zip(out, values):
             if value is not None:
                 row[f.key] = value

@@ -36,6 +36,8 @@ class KnnLeaf:
     default: float | None
     return_rank: bool
     text: str | None = None  # the BM25 query over documents (key ``#document``)
+    # a sparse query over a metadata key: (key, ascending indices, weights)
+    sparse: tuple[str, np.ndarray, np.ndarray] | None = None
     # filled by the engine: the leaf's nearest allowed rows and their distances, nearest first
     positions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     distances: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))

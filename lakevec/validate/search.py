@@ -6,9 +6,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from lakevec.errors import InvalidArgumentError
 from lakevec.read.rank import KnnLeaf, SearchPlan
-from lakevec.validate import validate_query_embeddings, validate_where
+from lakevec.validate import sparse_vector, validate_query_embeddings, validate_where
 
 _SEARCH_PARTS = ("filter", "where", "rank", "group_by", "limit", "select")
 _SELECT_KEYS = ("#id", "#document", "#embedding", "#metadata", "#score")
@@ -72,14 +74,28 @@ def _knn(arg: Any, dimension: int | None) -> KnnLeaf:
     if unknown:
         raise InvalidArgumentError(f"Unknown $knn fields {sorted(unknown)}")
     key, query = arg.get("key", "#embedding"), arg["query"]
-    if key not in ("#embedding", "#document"):
+    if (
+        not isinstance(key, str)
+        or not key
+        or (key.startswith("#") and key not in ("#embedding", "#document"))
+    ):
         raise InvalidArgumentError(
-            "Knn ranks by the collection's embeddings (key '#embedding') or by BM25 over its "
-            f"documents (key '#document'); got key {key!r}: sparse-vector keys are not supported"
+            "Knn ranks by the collection's embeddings (key '#embedding'), by BM25 over its "
+            f"documents (key '#document') or by a sparse-vector metadata key; got key {key!r}"
         )
     text: str | None = None
     vector = None
-    if key == "#document":
+    sparse = None
+    if not key.startswith("#"):
+        vec = sparse_vector(query, "Knn query")
+        if vec is None:
+            raise InvalidArgumentError(
+                f"Knn over the metadata key {key!r} needs a SparseVector query (a text query needs the "
+                "key's sparse embedding function in the collection's schema), got "
+                f"{type(query).__name__}"
+            )
+        sparse = (key, np.array(vec.indices, np.int64), np.array(vec.values, np.float64))
+    elif key == "#document":
         if not isinstance(query, str) or not query.strip():
             raise InvalidArgumentError(
                 f"Expected a non-empty text query for Knn over #document, got {query!r}"
@@ -89,8 +105,8 @@ def _knn(arg: Any, dimension: int | None) -> KnnLeaf:
         raise InvalidArgumentError(
             "A Knn text query needs the collection's embedding function: search through it"
         )
-    elif isinstance(query, dict):
-        raise InvalidArgumentError("Knn over a sparse vector needs a sparse key, which is not supported")
+    elif isinstance(query, dict) or sparse_vector(query, "Knn query") is not None:
+        raise InvalidArgumentError("Knn over a sparse vector needs the metadata key that holds them")
     else:
         vectors = validate_query_embeddings(query, dimension)
         if len(vectors) != 1:
@@ -107,7 +123,7 @@ def _knn(arg: Any, dimension: int | None) -> KnnLeaf:
     return_rank = arg.get("return_rank", False)
     if not isinstance(return_rank, bool):
         raise InvalidArgumentError(f"Expected Knn return_rank to be a bool, got {return_rank!r}")
-    return KnnLeaf(vector, limit, None if default is None else float(default), return_rank, text)
+    return KnnLeaf(vector, limit, None if default is None else float(default), return_rank, text, sparse)
 
 
 def _group_by(group_by: Any) -> tuple[list[str], tuple[bool, list[str], int] | None]:

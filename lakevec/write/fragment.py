@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from lakevec.lake.manifest import MetadataField
 from lakevec.lake.schema import ARROW_TYPES, from_numpy, strings
+from lakevec.types import SparseVector
 
 
 @dataclass
@@ -50,7 +51,20 @@ _KIND_BY_TYPE = {str: "str", int: "int", float: "float", bool: "bool"}
 def kind_of(value: Any) -> str:
     """The kind of a validated metadata value (exact Python types, so bool is not int)."""
     kind = _KIND_BY_TYPE.get(type(value))
-    return kind if kind is not None else "list_" + _KIND_BY_TYPE[type(value[0])]
+    if kind is not None:
+        return kind
+    if type(value) is SparseVector:
+        return "sparse"
+    return "list_" + _KIND_BY_TYPE[type(value[0])]
+
+
+def _arrow_values(kind: str, values: list[Any]) -> pa.Array:
+    if kind == "sparse":
+        values = [
+            None if v is None else {"indices": v.indices, "values": v.values, "tokens": v.labels}
+            for v in values
+        ]
+    return pa.array(values, type=ARROW_TYPES[kind])
 
 
 def allocate_fields(
@@ -84,7 +98,7 @@ def metadata_columns(
         values = _by_pair(metadatas)
     fields = allocate_fields(fields, set(values))
     by_pair = {(f.key, f.kind): f for f in fields}
-    columns = {by_pair[pair].name: pa.array(vals, type=ARROW_TYPES[pair[1]]) for pair, vals in values.items()}
+    columns = {by_pair[pair].name: _arrow_values(pair[1], vals) for pair, vals in values.items()}
     return fields, columns
 
 
