@@ -308,6 +308,7 @@ class Client(AdminClient):
             db["collections"][new_name] = record
             return record
 
+        change(copy.deepcopy(self._catalog.read()))  # refuse a taken name before writing a file
         collection._engine.fork(_directory(record))
         try:
             self._catalog.update(change)

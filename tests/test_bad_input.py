@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lakevec.errors import DuplicateIDError, InvalidArgumentError, NotFoundError
+from lakevec import Knn, Search, SparseVector
+from lakevec.errors import DuplicateIDError, InternalError, InvalidArgumentError, NotFoundError
 from tests.conftest import storage_state
 
 NAN = float("nan")
@@ -118,6 +119,25 @@ CASES = {
         lambda c: c.upsert(ids=["a", "a"], embeddings=[[1, 2], [1, 2]]),
         DuplicateIDError,
     ),
+    "sparse vector indices not ascending": (
+        lambda c: c.add(ids=["q"], embeddings=[[1, 2]], metadatas=[{"sp": SparseVector([2, 1], [1.0, 1.0])}]),
+        InvalidArgumentError,
+    ),
+    "sparse vector value not a number": (
+        lambda c: c.update(
+            ids=["a"], metadatas=[{"sp": {"#type": "sparse_vector", "indices": [1], "values": ["x"]}}]
+        ),
+        InvalidArgumentError,
+    ),
+    "Knn vector over a sparse key": (
+        lambda c: c.search(Search().rank(Knn(query=[1.0, 2.0], key="x"))),
+        InvalidArgumentError,
+    ),
+    "fork to an invalid name": (lambda c: c.fork("x"), InvalidArgumentError),
+    "fork to an existing name": (lambda c: c.fork("test"), InternalError),
+    "tag with an invalid name": (lambda c: c.tag("../t"), InvalidArgumentError),
+    "tag of a missing version": (lambda c: c.tag("t", version=99), InvalidArgumentError),
+    "open a missing tag": (lambda c: c.at(tag="nope"), NotFoundError),
 }
 
 
