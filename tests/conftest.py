@@ -115,3 +115,15 @@ def storage_state(collection) -> tuple[int, list[str]]:
     fs = engine.storage.fs
     files = sorted(fs.find(engine.directory)) if fs.exists(engine.directory) else []
     return engine.log.latest(), files
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A `lakevec run` process on 127.0.0.1 for one test module; its port."""
+    pytest.importorskip("fastapi")
+    from tests.test_server import _start
+
+    proc, port = _start(tmp_path_factory.mktemp("served"))
+    yield port
+    proc.terminate()
+    proc.wait(timeout=30)

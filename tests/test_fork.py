@@ -177,17 +177,6 @@ def test_a_fork_of_an_old_version_and_fork_errors(client):
     assert {c.name for c in client.list_collections()} == {"src", "from-start"}
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    pytest.importorskip("fastapi")
-    from tests.test_server import _start
-
-    proc, port = _start(tmp_path_factory.mktemp("fork-served"))
-    yield port
-    proc.terminate()
-    proc.wait(timeout=30)
-
-
 @pytest.mark.parametrize("kind", ["chromadb", "lakevec"])
 def test_fork_over_http(served, kind):
     chromadb = pytest.importorskip("chromadb")

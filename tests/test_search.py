@@ -380,17 +380,6 @@ def test_random_rank_expressions_match_the_oracle(col, rank, where):
 
 
 # -- over HTTP -------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    pytest.importorskip("fastapi")
-    from tests.test_server import _start
-
-    proc, port = _start(tmp_path_factory.mktemp("search-served"))
-    yield port
-    proc.terminate()
-    proc.wait(timeout=30)
-
-
 @pytest.mark.parametrize("kind", ["chromadb", "lakevec"])
 def test_search_over_http(served, kind):
     make = chromadb.HttpClient if kind == "chromadb" else lakevec.HttpClient

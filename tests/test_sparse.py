@@ -169,17 +169,6 @@ def test_chromas_bm25_embedding_function_through_a_schema():
     np.testing.assert_allclose(got["scores"][0], [s for s, _ in expected], rtol=1e-5)
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    pytest.importorskip("fastapi")
-    from tests.test_server import _start
-
-    proc, port = _start(tmp_path_factory.mktemp("sparse-served"))
-    yield port
-    proc.terminate()
-    proc.wait(timeout=30)
-
-
 @pytest.mark.parametrize("kind", ["chromadb", "lakevec"])
 def test_sparse_search_over_http(served, kind):
     import chromadb
