@@ -291,13 +291,13 @@ class Client(AdminClient):
         new_name = v.validate_collection_name(new_name)
         source = collection._record
         record = copy.deepcopy(source)
-        record.pop("forked_from", None)
         record.update(id=str(uuid.uuid4()), name=new_name)
         record["forked_from"] = {"id": source["id"], "version": collection.version}
         if source.get("dir"):
             record["dir"] = posixpath.join(posixpath.dirname(source["dir"]), record["id"])
 
-        def change(doc: dict) -> dict:
+        def check(doc: dict) -> dict:
+            """The database's collections, if the fork may join them."""
             db = Catalog.database(doc, collection.tenant, collection.database)
             if db is None:
                 raise NotFoundError(f"Database [{collection.database}] not found")
@@ -305,10 +305,13 @@ class Client(AdminClient):
                 raise InternalError(f"Collection [{new_name}] already exists")
             if db["collections"].get(source["name"], {}).get("id") != source["id"]:
                 raise NotFoundError(f"Collection [{source['name']}] does not exist")
-            db["collections"][new_name] = record
+            return db["collections"]
+
+        def change(doc: dict) -> dict:
+            check(doc)[new_name] = record
             return record
 
-        change(copy.deepcopy(self._catalog.read()))  # refuse a taken name before writing a file
+        check(self._catalog.read())  # refuse a taken name before writing a file
         collection._engine.fork(_directory(record))
         try:
             self._catalog.update(change)

@@ -25,7 +25,7 @@ from usearch.index import Index
 from lakevec.errors import CommitFailedError, InternalError, InvalidArgumentError, NotFoundError, corrupt
 from lakevec.lake import forks
 from lakevec.lake.fragments import VECTORS, FragmentCache
-from lakevec.lake.log import VersionLog, backoff
+from lakevec.lake.log import VersionLog, backoff, retained_manifests
 from lakevec.lake.manifest import Manifest
 from lakevec.lake.snapshot import Snapshot
 from lakevec.lake.storage import Storage
@@ -390,13 +390,7 @@ class CollectionEngine:
 
     def manifests(self) -> list[Manifest]:
         """Every retained version, oldest first (one small read each)."""
-        out = []
-        for version in range(self.snapshot().version + 1):
-            try:
-                out.append(Manifest.from_json(self.log.read(version)))
-            except FileNotFoundError:
-                continue
-        return out
+        return retained_manifests(self.log, self.snapshot().version)
 
     def version_at(self, timestamp: float) -> int:
         """The newest version committed at or before ``timestamp`` (seconds since the epoch)."""

@@ -19,7 +19,7 @@ import json
 import posixpath
 import time
 
-from lakevec.lake.log import VersionLog
+from lakevec.lake.log import VersionLog, retained_manifests
 from lakevec.lake.manifest import FILE_DIRS, FragmentEntry, Manifest
 from lakevec.lake.storage import Storage
 
@@ -89,15 +89,7 @@ def _manifests(storage: Storage, directory: str) -> list[Manifest] | None:
     """Every retained manifest of the collection in ``directory``; None if it has no log."""
     log = VersionLog(storage, f"{directory}/versions")
     latest = log.latest()
-    if latest is None:
-        return None
-    out = []
-    for version in range(latest + 1):
-        try:
-            out.append(Manifest.from_json(log.read(version)))
-        except FileNotFoundError:
-            continue
-    return out
+    return None if latest is None else retained_manifests(log, latest)
 
 
 def markers(storage: Storage, directory: str) -> list[tuple[str, dict]]:
@@ -137,10 +129,11 @@ def references(storage: Storage, directory: str, cutoff: float) -> ForkReference
     return out
 
 
-def release(storage: Storage, directory: str) -> None:
+def release(storage: Storage, directory: str, refs: ForkReferences | None = None) -> None:
     """Delete what is left of a deleted collection that no live fork reads any more (its whole
     directory once no fork reads anything of it)."""
-    refs = references(storage, directory, cutoff=time.time())
+    if refs is None:
+        refs = references(storage, directory, cutoff=time.time())
     if not refs.live:
         storage.delete_tree(directory)
         return
@@ -157,10 +150,11 @@ def delete_collection(storage: Storage, directory: str) -> None:
     this collection kept alive in deleted collections it was forked from."""
     latest = _manifests(storage, directory) or []
     sources = set().union(*(owners(m) for m in latest)) if latest else set()
-    if references(storage, directory, cutoff=time.time()).live:
+    refs = references(storage, directory, cutoff=time.time())
+    if refs.live:
         storage.delete_tree(f"{directory}/versions")
         storage.delete_tree(f"{directory}/tags")
-        release(storage, directory)
+        release(storage, directory, refs)
     else:
         storage.delete_tree(directory)
     parent = posixpath.dirname(directory)

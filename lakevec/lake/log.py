@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from lakevec.errors import corrupt
+from lakevec.lake.manifest import Manifest
 from lakevec.lake.storage import Storage
 
 _HINT = "_latest"
@@ -106,3 +107,15 @@ class VersionLog:
             if name.startswith("v") and name.endswith(".json") and name[1:-5].isdigit()
         ]
         return max(versions) if versions else None
+
+
+def retained_manifests(log: VersionLog, latest: int) -> list[Manifest]:
+    """Every manifest of a collection's log up to ``latest`` that vacuum has kept, oldest first
+    (one small read each)."""
+    out = []
+    for version in range(latest + 1):
+        try:
+            out.append(Manifest.from_json(log.read(version)))
+        except FileNotFoundError:
+            continue
+    return out

@@ -18,15 +18,15 @@ from lakevec.lake.schema import META_PREFIX, numbers
 from lakevec.lake.snapshot import Snapshot
 
 
-def _flat(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _flat(struct: pa.StructArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(row of each entry, index, value) of a fragment's sparse column; null rows hold none."""
-    struct = column.combine_chunks()
+    valid = struct.is_valid()
+    rows_with = np.flatnonzero(numbers(valid))
     if struct.null_count:
-        struct = struct.filter(struct.is_valid())  # rows re-derived below from the valid mask
+        struct = struct.filter(valid)
     indices, values = struct.field("indices"), struct.field("values")
     sizes = numbers(indices.value_lengths().fill_null(0)).astype(np.int64)
-    rows = np.repeat(np.arange(len(struct), dtype=np.int64), sizes)
-    return rows, numbers(indices.flatten()), numbers(values.flatten())
+    return np.repeat(rows_with, sizes), numbers(indices.flatten()), numbers(values.flatten())
 
 
 def _fragment_entries(snap: Snapshot, key: str, i: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -38,11 +38,8 @@ def _fragment_entries(snap: Snapshot, key: str, i: int) -> list[tuple[np.ndarray
         if f.key != key or f.kind != "sparse" or name not in table.column_names:
             continue
         column = table.column(name)
-        if column.null_count == len(column):
-            continue
-        rows, idx, val = _flat(column)
-        valid = np.flatnonzero(numbers(column.combine_chunks().is_valid()))
-        out.append((valid[rows], idx, val))
+        if column.null_count < len(column):
+            out.append(_flat(column.combine_chunks()))
     return out
 
 
