@@ -22,6 +22,7 @@ from lakevec.maintenance.compact import compact
 from lakevec.maintenance.indexer import Indexer
 from lakevec.maintenance.vacuum import vacuum
 from lakevec.types import GetResult, QueryResult, SearchResult
+from lakevec.validate.sparse import checked_sparse_vector
 from lakevec.write.embed import embed_documents
 
 
@@ -142,7 +143,7 @@ class Collection:
                 continue
             texts = [docs[i] if source == "#document" else rows[i][source] for i in at]
             for i, vector in zip(at, sparse_embedding_function(config)(texts)):
-                rows[i][key] = v.checked_sparse_vector(vector, f"sparse embedding of {key!r}")
+                rows[i][key] = checked_sparse_vector(vector, f"sparse embedding of {key!r}")
         return [row or None for row in rows]
 
     def _prepare(
@@ -342,7 +343,7 @@ class Collection:
             if isinstance(knn.get("query"), str) and key in sparse and sparse[key].get("embedding_function"):
                 function = sparse_embedding_function(sparse[key])
                 embed = getattr(function, "embed_query", function)
-                knn["query"] = v.checked_sparse_vector(
+                knn["query"] = checked_sparse_vector(
                     embed([knn["query"]])[0], f"sparse query of {key!r}"
                 ).to_dict()
         leaves = [

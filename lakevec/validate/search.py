@@ -10,7 +10,8 @@ import numpy as np
 
 from lakevec.errors import InvalidArgumentError
 from lakevec.read.rank import KnnLeaf, SearchPlan
-from lakevec.validate import sparse_vector, validate_query_embeddings, validate_where
+from lakevec.validate import validate_query_embeddings, validate_where
+from lakevec.validate.sparse import sparse_vector
 
 _SEARCH_PARTS = ("filter", "where", "rank", "group_by", "limit", "select")
 _SELECT_KEYS = ("#id", "#document", "#embedding", "#metadata", "#score")
