@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from lakevec import interop
 from lakevec import validate as v
-from lakevec.config import collection_schema, sparse_embedding_function, sparse_indexes
+from lakevec.config import collection_schema
 from lakevec.engine import CollectionEngine
 from lakevec.errors import InvalidArgumentError
 from lakevec.expression import knn_nodes
@@ -21,8 +21,8 @@ from lakevec.extras import require
 from lakevec.maintenance.compact import compact
 from lakevec.maintenance.indexer import Indexer
 from lakevec.maintenance.vacuum import vacuum
+from lakevec.sparse_schema import embed_sparse_queries, fill_sparse, idf_keys
 from lakevec.types import GetResult, QueryResult, SearchResult
-from lakevec.validate.sparse import checked_sparse_vector
 from lakevec.write.embed import embed_documents
 
 
@@ -117,35 +117,6 @@ class Collection:
             raise InvalidArgumentError(f"Cannot embed a None document in {op}.")
         return embed_documents(self._embedding_function, documents, op, query=query)
 
-    def _sparse_embed(self, metadatas: list | None, documents: Any, n: int) -> list | None:
-        """Fill the schema's sparse-vector keys from their source (the document or a metadata
-        key) where a row has the source and not the key, as chromadb's client does."""
-        targets = {
-            key: config
-            for key, config in sparse_indexes(self._record.get("schema")).items()
-            if config.get("source_key") and config.get("embedding_function")
-        }
-        if not targets or (metadatas is None and documents is None):
-            return metadatas
-        docs = documents.to_pylist() if isinstance(documents, pa.Array) else documents
-        rows = [dict(m) if m else {} for m in (metadatas or [None] * n)]
-        for key, config in targets.items():
-            source = config["source_key"]
-            at = [
-                i
-                for i, row in enumerate(rows)
-                if key not in row
-                and isinstance(
-                    docs[i] if source == "#document" and docs is not None else row.get(source), str
-                )
-            ]
-            if not at:
-                continue
-            texts = [docs[i] if source == "#document" else rows[i][source] for i in at]
-            for i, vector in zip(at, sparse_embedding_function(config)(texts)):
-                rows[i][key] = checked_sparse_vector(vector, f"sparse embedding of {key!r}")
-        return [row or None for row in rows]
-
     def _prepare(
         self,
         op: str,
@@ -168,7 +139,7 @@ class Collection:
             uris = v.validate_documents(uris, n, field="uris")
         if metadatas is not None:
             metadatas = v.validate_metadatas(metadatas, n, allow_none_values=op != "add")
-        metadatas = self._sparse_embed(metadatas, documents, n)
+        metadatas = fill_sparse(self._record.get("schema"), metadatas, documents, n)
         if embeddings is None:
             if documents is None and op != "update":
                 raise InvalidArgumentError(
@@ -337,15 +308,7 @@ class Collection:
         payloads = [s.to_dict() if hasattr(s, "to_dict") else copy.deepcopy(s) for s in items]
         # text to embed; a Knn over #document is BM25, which takes the text itself
         nodes = knn_nodes([p.get("rank") for p in payloads if isinstance(p, dict)])
-        sparse = sparse_indexes(self._record.get("schema"))
-        for knn in nodes:  # a text query over a sparse key: the key's sparse embedding function
-            key = knn.get("key")
-            if isinstance(knn.get("query"), str) and key in sparse and sparse[key].get("embedding_function"):
-                function = sparse_embedding_function(sparse[key])
-                embed = getattr(function, "embed_query", function)
-                knn["query"] = checked_sparse_vector(
-                    embed([knn["query"]])[0], f"sparse query of {key!r}"
-                ).to_dict()
+        embed_sparse_queries(self._record.get("schema"), nodes)
         leaves = [
             knn
             for knn in nodes
@@ -355,7 +318,7 @@ class Collection:
             vectors = self._embed([leaf["query"] for leaf in leaves], "search", query=True)
             for leaf, vector in zip(leaves, vectors):  # type: ignore[arg-type]
                 leaf["query"] = np.asarray(vector, dtype=np.float32).tolist()
-        idf = frozenset(key for key, config in sparse.items() if config.get("bm25"))
+        idf = idf_keys(self._record.get("schema"))
         result = self._engine.search(payloads, hnsw=self.configuration["hnsw"], idf_keys=idf)
         return SearchResult(result)
 

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import copy
-import importlib
-import json
 import os
 from typing import Any
 
 from lakevec.errors import InvalidArgumentError
-from lakevec.extras import require
 from lakevec.utils.embedding_functions import describe_embedding_function
 
 HNSW_DEFAULTS: dict[str, Any] = {
@@ -263,32 +260,3 @@ def modified_configuration(current: dict[str, Any], configuration: dict[str, Any
             f"hnsw {', '.join(fixed)} cannot be changed after the collection is created"
         )
     return {**current, "hnsw": {**current["hnsw"], **hnsw}}
-
-
-def sparse_indexes(schema: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
-    """The metadata keys a schema gives an enabled sparse-vector index, with its config
-    (``source_key``, ``embedding_function``, ``bm25``)."""
-    out = {}
-    for key, types in ((schema or {}).get("keys") or {}).items():
-        index = ((types or {}).get("sparse_vector") or {}).get("sparse_vector_index") or {}
-        if index.get("enabled") and not key.startswith("#"):
-            out[key] = index.get("config") or {}
-    return out
-
-
-_SPARSE_FUNCTIONS: dict[str, Any] = {}
-
-
-def sparse_embedding_function(config: dict[str, Any]) -> Any:
-    """The sparse embedding function a schema's index names, built as chromadb builds it
-    (``chroma_bm25`` and chromadb's other known sparse functions; needs the chroma extra)."""
-    spec = config.get("embedding_function") or {}
-    cache_key = json.dumps(spec, sort_keys=True)
-    if cache_key not in _SPARSE_FUNCTIONS:
-        require("chromadb", "a schema's sparse embedding function")
-        functions = importlib.import_module("chromadb.utils.embedding_functions")
-        known = functions.sparse_known_embedding_functions.get(spec.get("name"))
-        if spec.get("type") != "known" or known is None:
-            raise InvalidArgumentError(f"unknown sparse embedding function {spec.get('name')!r}")
-        _SPARSE_FUNCTIONS[cache_key] = known.build_from_config(spec.get("config") or {})
-    return _SPARSE_FUNCTIONS[cache_key]

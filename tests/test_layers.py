@@ -30,6 +30,7 @@ LAYERS: list[list[str]] = [
     ["lakevec.maintenance"],
     [
         "lakevec.config",
+        "lakevec.sparse_schema",
         "lakevec.interop",
         "lakevec.collection",
         "lakevec.client",
