@@ -9,6 +9,7 @@
     python -m benchmarks server [--workers N]          lakevec run vs chroma run
     python -m benchmarks maintenance                   many small writes, compaction, vacuum
     python -m benchmarks hybrid                        BM25 and hybrid search vs bm25s, tantivy, LanceDB
+    python -m benchmarks filtered                      filtered search on real and synthetic sets vs exact
 
 ``python -m benchmarks <name> --help`` lists a benchmark's options.
 """
@@ -28,6 +29,7 @@ COMMANDS = {
     "server": "benchmarks.server",
     "maintenance": "benchmarks.maintenance",
     "hybrid": "benchmarks.hybrid",
+    "filtered": "benchmarks.filtered",
 }
 
 

@@ -171,10 +171,10 @@ def search(
     if together is not None:
         group, index_set = together
         matching = sum(m for _, _, m in chosen)
-        parts.append(hnsw_search(snap, space, index_set, group, queries, k, allowed.mask, matching, ef))
+        parts.append(_hnsw(snap, space, index_set, group, queries, k, allowed, matching, ef))
     else:
         for group, index, matching in chosen:
-            parts.append(hnsw_search(snap, space, index, group, queries, k, allowed.mask, matching, ef))
+            parts.append(_hnsw(snap, space, index, group, queries, k, allowed, matching, ef))
     exact_fragments.sort()
     exact = allowed.exact_rows(snap, exact_fragments)
     if len(exact):
@@ -185,6 +185,18 @@ def search(
             np.full((len(queries), 0), -1, dtype=np.int64), np.zeros((len(queries), 0), dtype=np.float32)
         )
     return merge_hits(parts, k)
+
+
+def _hnsw(
+    snap: Snapshot, space: str, index, group: Group, queries, k: int, allowed: Allowed, matching: int, ef: int
+):
+    """:func:`hnsw_search` of one index (or index set), with brute force over the group's
+    allowed rows for the queries whose neighbourhood the filter leaves too thin."""
+
+    def exact(some: np.ndarray) -> Hits:
+        return exact_search(snap, space, some, allowed.exact_rows(snap, sorted(group.fragments)), k)
+
+    return hnsw_search(snap, space, index, group, queries, k, allowed.mask, matching, ef, exact)
 
 
 def query_result(snap: Snapshot, hits: Hits, include: list[str]) -> dict[str, Any]:

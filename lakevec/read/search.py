@@ -16,7 +16,9 @@ found them, and a row that is deleted or fails the filter is never returned.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -203,22 +205,26 @@ def hnsw_search(
     allowed: np.ndarray,
     matching: int,
     ef: int,
+    exact: Callable[[np.ndarray], Hits] | None = None,
 ) -> Hits:
-    """HNSW with oversampling: fetch enough candidates that k pass ``allowed``, growing if not."""
+    """HNSW that filters its candidates, planned per query from the share of rows the filter
+    keeps *near that query* (:class:`Plan`): first the index-wide share, then the share seen
+    among the query's candidates. A query whose neighbourhood keeps fewer rows than planned is
+    searched again deeper, or by ``exact`` (brute force over the allowed rows) once that is
+    cheaper."""
     total = len(index)
     nq = len(queries)
-    count = min(total, max(k, math.ceil(k * OVERSAMPLE * total / max(matching, 1))))
-    pool = (RERANK if group.scale is None else RERANK_INT8) * k
-    if group.scale is not None:  # int8 distances only rank roughly: re-rank more candidates
-        count = min(total, max(count, pool))
-    want = min(k, matching)
-    keep = min(pool, max(k, count))
+    plans = [Plan(total, k, matching, ef, queries.shape[1], group.scale is not None)] * nq
+    keep = plans[0].keep
     probes = quantized(space, queries, group.scale)
     candidates = [np.zeros(0, dtype=np.int64)] * nq
-    pending = list(range(nq))
+    pending = [q for q in range(nq) if not plans[q].exact]
+    brute = [q for q in range(nq) if plans[q].exact]
     while pending:
-        if index.expansion_search != max(ef, count):
-            index.expansion_search = max(ef, count)
+        count = max(plans[q].count for q in pending)
+        depth = max(plans[q].ef for q in pending)
+        if index.expansion_search != depth:
+            index.expansion_search = depth
         if len(pending) == 1:  # one query: no thread pool (its start-up costs more than the search)
             found = [index.search(probes[pending[0]], count, threads=1).keys]
         else:
@@ -229,15 +235,88 @@ def hnsw_search(
             pos = keys_to_positions(group, keys.astype(np.int64))
             pos = pos[(pos >= 0) & allowed[np.maximum(pos, 0)]]
             candidates[q] = pos[:keep]
-            if len(pos) < want and count < total:
-                still.append(q)
+            plan = plans[q].after(len(pos), len(keys))
+            if plan is not None:
+                plans[q] = plan
+                (brute if plan.exact else still).append(q)
         pending = still
-        count = min(total, count * 4)
     positions = np.full((nq, keep), -1, dtype=np.int64)
     for q, pos in enumerate(candidates):
         positions[q, : len(pos)] = pos
     hits = rerank(snap, space, queries, Hits(positions, np.zeros(positions.shape, dtype=np.float32)))
-    return Hits(hits.positions[:, :k], hits.distances[:, :k])
+    hits = Hits(hits.positions[:, :k], hits.distances[:, :k])
+    if brute and exact is not None:
+        hits = _replace(hits, np.array(sorted(brute)), exact(queries[sorted(brute)]), k)
+    return hits
+
+
+def _replace(hits: Hits, rows: np.ndarray, exact: Hits, k: int) -> Hits:
+    """``hits`` with the answers of queries ``rows`` replaced by ``exact``'s."""
+    width = max(hits.positions.shape[1], exact.positions.shape[1], 0)
+    positions = np.full((len(hits.positions), width), -1, dtype=np.int64)
+    distances = np.full(positions.shape, np.inf, dtype=np.float32)
+    positions[:, : hits.positions.shape[1]] = hits.positions
+    distances[:, : hits.distances.shape[1]] = hits.distances
+    positions[rows] = -1
+    distances[rows] = np.inf
+    positions[rows, : exact.positions.shape[1]] = exact.positions
+    distances[rows, : exact.distances.shape[1]] = exact.distances
+    return Hits(positions[:, :k], distances[:, :k])
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How deep one query searches an index of ``total`` rows of which ``matching`` pass its
+    filter, given ``share``: the fraction of rows near the query that pass (at first the
+    index-wide ``matching / total``). A graph search that drops the candidates a filter rejects
+    keeps its recall if it explores about ``ef`` *allowed* candidates, so it runs at
+    ``ef / share`` and fetches ``k * OVERSAMPLE / share`` candidates; once that costs more than
+    brute force over the matching rows, the query is searched exactly instead."""
+
+    total: int
+    k: int
+    matching: int
+    ef_search: int
+    dim: int
+    int8: bool
+    share: float = -1.0
+
+    def __post_init__(self) -> None:
+        if self.share < 0:
+            object.__setattr__(self, "share", max(self.matching, 1) / max(self.total, 1))
+
+    @property
+    def keep(self) -> int:
+        """Allowed candidates re-ranked in float32 (int8 distances only rank roughly)."""
+        pool = (RERANK_INT8 if self.int8 else RERANK) * self.k
+        return min(pool, max(self.k, self.count))
+
+    @property
+    def count(self) -> int:
+        count = max(self.k, math.ceil(self.k * OVERSAMPLE / self.share))
+        if self.int8:
+            count = max(count, RERANK_INT8 * self.k)
+        return min(self.total, count)
+
+    @property
+    def ef(self) -> int:
+        return min(
+            max(self.total, 1), max(self.ef_search, math.ceil(self.ef_search / self.share), self.count)
+        )
+
+    @property
+    def exact(self) -> bool:
+        return self.matching * self.dim * EXACT_NS < hnsw_ms(self.total, self.dim, self.ef / self.ef_search)
+
+    def after(self, allowed: int, fetched: int) -> Plan | None:
+        """The next plan once a search fetched ``fetched`` candidates of which ``allowed`` pass:
+        None if the answer stands (enough allowed, from a neighbourhood at least half as
+        dense in allowed rows as planned, or the whole index fetched)."""
+        seen = allowed / max(fetched, 1)
+        if fetched >= self.total or (allowed >= min(self.k, self.matching) and seen >= self.share / 2):
+            return None
+        share = min(self.share / 2, max(seen, self.share / 8))
+        return dataclasses.replace(self, share=share)
 
 
 class IndexSet:
@@ -286,8 +365,11 @@ def combined(groups: list[Group], members: list[Index]) -> tuple[Group, IndexSet
     return group, IndexSet(members)
 
 
+def hnsw_ms(total: int, dim: int, depth: float) -> float:
+    """Estimated milliseconds of one HNSW search ``depth`` times as deep as ``ef_search``."""
+    return HNSW_MS * (dim / 384) * max(1.0, depth)
+
+
 def prefer_exact(matching: int, total: int, k: int, dim: int, ef: int) -> bool:
-    exact_ms = matching * dim * EXACT_NS
-    count = k * OVERSAMPLE * total / max(matching, 1)
-    hnsw_ms = HNSW_MS * (dim / 384) * max(1.0, count / ef)
-    return exact_ms <= hnsw_ms
+    """Brute force over the matching rows costs less than a filtered HNSW search."""
+    return Plan(total, k, matching, ef, dim, False).exact
