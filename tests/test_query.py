@@ -485,3 +485,64 @@ def test_index_tiers_are_searched_in_one_call(monkeypatch, tmp_path, space, dim,
             rows = np.array([int(i[1:]) for i in ids])
             assert set(rows) <= set(keep.tolist())
             np.testing.assert_allclose(got, row[rows], rtol=1e-4, atol=1e-3 * max(1.0, abs(row[rows]).max()))
+
+
+def test_filtered_plan_searches_deeper_where_the_filter_thins_out():
+    """A filter keeping a share p of an index runs the graph search at ef / p; a neighbourhood
+    found thinner than planned is searched again deeper, and by brute force once that is cheaper."""
+    plan = search_module.Plan(total=1_000_000, k=10, matching=450_000, ef_search=100, dim=384, int8=True)
+    assert plan.ef == 223 and plan.count == 178 and not plan.exact
+    assert plan.after(allowed=36, fetched=80) is None  # as dense as planned: the answer stands
+    thin = plan.after(allowed=3, fetched=80)
+    assert thin is not None and thin.share < plan.share / 2 and thin.ef > plan.ef
+    steps = [plan]
+    while steps[-1] is not None and not steps[-1].exact:
+        steps.append(steps[-1].after(allowed=0, fetched=steps[-1].count))
+    assert steps[-1] is not None and steps[-1].exact  # nothing allowed nearby: brute force
+    assert search_module.Plan(100_000, 10, 1_000, 100, 384, True).exact  # 1 %: brute force at once
+
+
+@pytest.mark.parametrize("space", ["l2", "cosine"])
+def test_filtered_recall_under_correlated_filters(space, monkeypatch):
+    """A filter that keeps one side of the space leaves queries on the other side with no
+    allowed row nearby: recall stays >= 0.95, every query gets exactly min(k, matches) rows with
+    exact distances, and the thin neighbourhoods reach the brute-force fallback."""
+    n, dim, k = 30_000, 128, 10
+    x = clustered(n, dim, seed=3)
+    near = np.argsort(np.argsort(x @ np.random.default_rng(5).standard_normal(dim))) * 100 // n
+    col = lakevec.EphemeralClient().create_collection(
+        "corr", configuration={"hnsw": {"space": space}}, embedding_function=None
+    )
+    for start in range(0, n, 10_000):
+        end = start + 10_000
+        col.add(
+            ids=[f"r{i}" for i in range(start, end)],
+            embeddings=x[start:end],
+            metadatas=[{"near": int(v), "odd": i % 2} for i, v in zip(range(start, end), near[start:end])],
+        )
+    col.wait_for_index()
+    fallbacks = []
+    real_exact = search_module.exact_search
+
+    def counting(snap, space_, queries, positions, k_, vectors=None):
+        fallbacks.append(len(queries))
+        return real_exact(snap, space_, queries, positions, k_, vectors)
+
+    monkeypatch.setattr("lakevec.read.query.exact_search", counting)
+    queries = clustered(40, dim, seed=11)
+    for where, keep in [
+        ({"near": {"$lt": 45}}, near < 45),
+        ({"near": {"$gte": 60}}, near >= 60),
+        ({"odd": 1}, np.arange(n) % 2 == 1),
+    ]:
+        rows = np.flatnonzero(keep)
+        res = col.query(query_embeddings=queries, n_results=k, where=where, include=["distances"])
+        d = distance_matrix(space, queries, x[rows])
+        truth = np.argsort(d, axis=1)[:, :k]
+        recall = np.mean([len(set(r) & {f"r{i}" for i in rows[t]}) / k for r, t in zip(res["ids"], truth)])
+        assert recall >= 0.95, (where, recall)
+        for ids, dists, qd in zip(res["ids"], res["distances"], d):
+            got = np.array([int(i[1:]) for i in ids])
+            assert len(got) == k and keep[got].all()
+            np.testing.assert_allclose(dists, np.sort(qd[np.searchsorted(rows, got)]), rtol=1e-3, atol=1e-3)
+    assert sum(fallbacks) > 0  # some query's neighbourhood held too few allowed rows

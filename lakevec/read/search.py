@@ -5,9 +5,9 @@ pass the filter (``m``) and the size of the index (``N``), with constants measur
 machine for 384-d float32 (see DESIGN.md):
 
 * exact search costs about ``m * dim * EXACT_NS`` (gathering the rows and one BLAS product);
-* an HNSW search costs about ``HNSW_MS * (dim / 384) * max(1, count / ef)``, where
-  ``count = k * N / m`` candidates must be fetched so that ``k`` of them pass the filter
-  (oversampling), growing when they do not.
+* a filtered HNSW search costs about ``HNSW_MS * (dim / 384) * ef' / ef`` where ``ef' = ef / p``
+  for a filter keeping a share ``p`` of the index, lowered per query to the share found among
+  its candidates (:class:`Plan`).
 
 The cheaper one is taken. Every candidate is re-ranked with the stored float32 vectors, so the
 distances are exact (Chroma's: l2 = squared L2, cosine = 1 - cos, ip = 1 - dot) whatever path
@@ -29,7 +29,7 @@ from lakevec.lake.snapshot import Group, Snapshot
 
 EXACT_NS = 0.42e-6  # ms per (row x dimension): 100k x 384 exact ~ 16 ms
 HNSW_MS = 0.8  # one HNSW query on 100k x 384 at ef 64-100
-#: candidates fetched per allowed result: k * OVERSAMPLE / (share of the index a filter keeps);
+#: allowed candidates wanted per result (fetched: k * OVERSAMPLE / share the filter keeps);
 #: 2.5 (against 1.5) took 300k clustered at a 10 % filter from recall 0.976 to 0.987
 OVERSAMPLE = 2.5
 RERANK = 4  # re-rank up to RERANK * k candidates from an index
@@ -293,10 +293,10 @@ class Plan:
 
     @property
     def count(self) -> int:
-        count = max(self.k, math.ceil(self.k * OVERSAMPLE / self.share))
-        if self.int8:
-            count = max(count, RERANK_INT8 * self.k)
-        return min(self.total, count)
+        # enough that about k * OVERSAMPLE pass the filter (an int8 index: RERANK_INT8 * k, its
+        # re-rank pool, so a filtered query re-ranks as many allowed rows as an unfiltered one)
+        want = max(OVERSAMPLE, RERANK_INT8 if self.int8 else 1) * self.k
+        return min(self.total, max(self.k, math.ceil(want / self.share)))
 
     @property
     def ef(self) -> int:
