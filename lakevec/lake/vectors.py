@@ -145,15 +145,29 @@ class RowVectors:
         return np.frombuffer(self._map, dtype=np.float32, count=self.dim, offset=offset)
 
     def take(self, rows: np.ndarray) -> np.ndarray:
-        """The vectors of ``rows`` (row numbers in the file), as a (len(rows), dim) float32 array."""
+        """The vectors of ``rows`` (row numbers in the file), as a (len(rows), dim) float32 array:
+        one fancy-index copy per page alignment (numpy's loop, not Python's)."""
         rows = np.asarray(rows, dtype=np.int64)
         page = np.searchsorted(self._first, rows, side="right") - 1
         offsets = self._starts[page] + (rows - self._first[page]) * (4 * self.dim)
-        out = np.empty((len(rows), self.dim), dtype=np.float32)
-        buf, dim = self._map, self.dim
-        for j, offset in enumerate(offsets.tolist()):
-            out[j] = np.frombuffer(buf, dtype=np.float32, count=dim, offset=offset)
-        return out
+        residue = offsets % 4
+        first = int(residue[0]) if len(rows) else 0
+        if not (residue == first).all():
+            out = np.empty((len(rows), self.dim), dtype=np.float32)
+            for r in np.unique(residue).tolist():
+                chosen = residue == r
+                out[chosen] = self._window(r)[(offsets[chosen] - r) // 4]
+            return out
+        return self._window(first)[(offsets - first) // 4]
+
+    def _window(self, shift: int) -> np.ndarray:
+        """The file's bytes from ``shift`` on as overlapping float32 rows: row i holds the
+        ``dim`` values that start at float i, so a row's vector is one index away."""
+        count = (len(self._map) - shift) // 4
+        flat = np.frombuffer(self._map, dtype=np.float32, count=count, offset=shift)
+        return np.lib.stride_tricks.as_strided(
+            flat, shape=(max(count - self.dim + 1, 0), self.dim), strides=(4, 4), writeable=False
+        )
 
 
 def _page_map(view: mmap.mmap, metadata: pq.FileMetaData, column: str) -> tuple[np.ndarray, np.ndarray, int]:

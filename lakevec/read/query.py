@@ -16,6 +16,7 @@ from lakevec.lake.snapshot import Group, Snapshot
 from lakevec.read.mask import arrow_evaluable, where_mask
 from lakevec.read.rows import select
 from lakevec.read.search import (
+    GATHER_BYTES,
     Hits,
     IndexSet,
     combined,
@@ -26,8 +27,6 @@ from lakevec.read.search import (
     prefer_exact,
     row_norms,
 )
-
-GATHER_BYTES = 32 << 20  # a filter's rows searched exactly are kept contiguous up to this size
 
 
 class Allowed:

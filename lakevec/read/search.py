@@ -4,8 +4,9 @@ The plan, per index and for the unindexed tail, is a cost model over the number 
 pass the filter (``m``) and the size of the index (``N``), with constants measured on a 2-core
 machine for 384-d float32 (see DESIGN.md):
 
-* exact search costs about ``m * dim * EXACT_NS`` (gathering the rows and one BLAS product);
-* a filtered HNSW search costs about ``HNSW_MS * (dim / 384) * ef' / ef`` where ``ef' = ef / p``
+* exact search costs about ``m * dim * EXACT_NS`` (gathering the rows and one BLAS product),
+  ``GATHERED_NS`` for rows a repeated filter keeps gathered;
+* a filtered HNSW search costs about ``HNSW_MS * (dim / 384) * (ef' / ef) ** 0.7`` where ``ef' = ef / p``
   for a filter keeping a share ``p`` of the index, lowered per query to the share found among
   its candidates (:class:`Plan`).
 
@@ -27,8 +28,12 @@ from usearch.index import Index, Indexes
 from lakevec.lake.quantize import quantized
 from lakevec.lake.snapshot import Group, Snapshot
 
-EXACT_NS = 0.42e-6  # ms per (row x dimension): 100k x 384 exact ~ 16 ms
-HNSW_MS = 0.8  # one HNSW query on 100k x 384 at ef 64-100
+EXACT_NS = 0.42e-6  # ms per (row x dimension): 100k x 384 exact ~ 16 ms (gather + product)
+GATHERED_NS = 0.05e-6  # ... over rows a cached filter keeps gathered: 10k x 384 in 0.15-0.2 ms
+GATHER_BYTES = 32 << 20  # a filter's rows searched exactly are kept contiguous up to this size
+HNSW_MS = 0.6  # one HNSW query at ef 100 (1M x 384 int8: 0.52 ms)
+HNSW_GROWTH = 0.7  # ... times (ef' / ef) ** HNSW_GROWTH deeper (1M: ef 1000 2.8 ms, 8000 9.8 ms)
+SCAN_SHARE = 0.2  # a fragment with this share of its rows allowed is searched in place, whole
 #: allowed candidates wanted per result (fetched: k * OVERSAMPLE / share the filter keeps);
 #: 2.5 (against 1.5) took 300k clustered at a 10 % filter from recall 0.976 to 0.987
 OVERSAMPLE = 2.5
@@ -106,9 +111,9 @@ def exact_search(
     vectors: tuple[np.ndarray, np.ndarray | None] | None = None,
 ) -> Hits:
     """Brute force over the given sorted rows: over ``vectors`` (theirs gathered, and their
-    :func:`row_norms`) in one product, else a fragment at a time (a fragment whose rows are all
-    allowed is searched in place, in blocks: gathering 200k x 384 vectors first cost 0.5 s of
-    copying); the winners' distances are recomputed pairwise, as every path reports them."""
+    :func:`row_norms`) in one product, else a fragment at a time (a fragment with SCAN_SHARE of
+    its rows allowed is searched in place, in blocks: gathering 200k x 384 vectors first cost
+    0.5 s of copying); the winners' distances are recomputed pairwise, as every path reports them."""
     nq = len(queries)
     if len(positions) == 0:
         return Hits(np.full((nq, 0), -1, dtype=np.int64), np.zeros((nq, 0), dtype=np.float32))
@@ -117,10 +122,12 @@ def exact_search(
     parts = []
     for f, a, b in snap.runs(positions):
         frag, rows = snap.fragments[f], positions[a:b] - snap.offsets[f]
-        if len(rows) == frag.num_rows:
-            dist = np.empty((nq, len(rows)), dtype=np.float32)
+        if len(rows) >= SCAN_SHARE * frag.num_rows:  # reading it all costs less than gathering
+            dist = np.empty((nq, frag.num_rows), dtype=np.float32)
             for first, block in frag.blocks():
                 dist[:, first : first + len(block)] = exact_distances(space, queries, block)
+            if len(rows) < frag.num_rows:
+                dist = dist[:, rows]
         else:
             dist = exact_distances(space, queries, frag.take(rows))
         parts.append(top_k(np.broadcast_to(positions[a:b], dist.shape), dist, min(k, b - a)))
@@ -306,7 +313,9 @@ class Plan:
 
     @property
     def exact(self) -> bool:
-        return self.matching * self.dim * EXACT_NS < hnsw_ms(self.total, self.dim, self.ef / self.ef_search)
+        gathered = self.matching * self.dim * 4 <= GATHER_BYTES
+        exact_ms = self.matching * self.dim * (GATHERED_NS if gathered else EXACT_NS)
+        return exact_ms < hnsw_ms(self.dim, self.ef / self.ef_search)
 
     def after(self, allowed: int, fetched: int) -> Plan | None:
         """The next plan once a search fetched ``fetched`` candidates of which ``allowed`` pass:
@@ -365,9 +374,9 @@ def combined(groups: list[Group], members: list[Index]) -> tuple[Group, IndexSet
     return group, IndexSet(members)
 
 
-def hnsw_ms(total: int, dim: int, depth: float) -> float:
+def hnsw_ms(dim: int, depth: float) -> float:
     """Estimated milliseconds of one HNSW search ``depth`` times as deep as ``ef_search``."""
-    return HNSW_MS * (dim / 384) * max(1.0, depth)
+    return HNSW_MS * (dim / 384) * max(1.0, depth) ** HNSW_GROWTH
 
 
 def prefer_exact(matching: int, total: int, k: int, dim: int, ef: int) -> bool:
