@@ -106,6 +106,7 @@ class RowVectors:
         self._start_bytes, self._first_rows = starts.tolist(), first_rows.tolist()
         self.rows = rows
         self.dim = dim
+        self._windows: dict[int, np.ndarray] = {}
 
     @classmethod
     def open(cls, path: str, column: str = "embedding") -> RowVectors | None:
@@ -150,8 +151,13 @@ class RowVectors:
         rows = np.asarray(rows, dtype=np.int64)
         page = np.searchsorted(self._first, rows, side="right") - 1
         offsets = self._starts[page] + (rows - self._first[page]) * (4 * self.dim)
+        if len(rows) <= 8:  # a few rows: numpy's per-call costs outweigh a short loop
+            out = np.empty((len(rows), self.dim), dtype=np.float32)
+            for j, offset in enumerate(offsets.tolist()):
+                out[j] = np.frombuffer(self._map, dtype=np.float32, count=self.dim, offset=offset)
+            return out
         residue = offsets % 4
-        first = int(residue[0]) if len(rows) else 0
+        first = int(residue[0])
         if not (residue == first).all():
             out = np.empty((len(rows), self.dim), dtype=np.float32)
             for r in np.unique(residue).tolist():
@@ -162,12 +168,17 @@ class RowVectors:
 
     def _window(self, shift: int) -> np.ndarray:
         """The file's bytes from ``shift`` on as overlapping float32 rows: row i holds the
-        ``dim`` values that start at float i, so a row's vector is one index away."""
-        count = (len(self._map) - shift) // 4
-        flat = np.frombuffer(self._map, dtype=np.float32, count=count, offset=shift)
-        return np.lib.stride_tricks.as_strided(
-            flat, shape=(max(count - self.dim + 1, 0), self.dim), strides=(4, 4), writeable=False
-        )
+        ``dim`` values that start at float i, so a row's vector is one index away (built once
+        per shift: making the view costs more than taking a few rows through it)."""
+        window = self._windows.get(shift)
+        if window is None:
+            count = (len(self._map) - shift) // 4
+            flat = np.frombuffer(self._map, dtype=np.float32, count=count, offset=shift)
+            window = np.lib.stride_tricks.as_strided(
+                flat, shape=(max(count - self.dim + 1, 0), self.dim), strides=(4, 4), writeable=False
+            )
+            self._windows[shift] = window
+        return window
 
 
 def _page_map(view: mmap.mmap, metadata: pq.FileMetaData, column: str) -> tuple[np.ndarray, np.ndarray, int]:

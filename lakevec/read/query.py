@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import weakref
 from collections import OrderedDict
 from typing import Any
 
@@ -17,6 +18,7 @@ from lakevec.read.mask import arrow_evaluable, where_mask
 from lakevec.read.rows import select
 from lakevec.read.search import (
     GATHER_BYTES,
+    GATHERED_TOTAL_BYTES,
     Hits,
     IndexSet,
     combined,
@@ -69,7 +71,32 @@ class Allowed:
             if self._gathered is None or self._gathered[0] != key:
                 vectors = snap.embeddings(rows)
                 self._gathered = (key, (vectors, row_norms(space, vectors)))
+                _GATHERED.keep(self, vectors.nbytes)
             return self._gathered[1]
+
+
+class _GatheredBudget:
+    """Gathered vectors across every cached filter stay under GATHERED_TOTAL_BYTES: the
+    least recently gathered ones are dropped first (gathered again if their filter returns)."""
+
+    def __init__(self) -> None:
+        self._items: OrderedDict[int, tuple[weakref.ref[Allowed], int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def keep(self, allowed: Allowed, nbytes: int) -> None:
+        with self._lock:
+            self._items.pop(id(allowed), None)
+            self._items[id(allowed)] = (weakref.ref(allowed), nbytes)
+            total = sum(n for _, n in self._items.values())
+            while total > GATHERED_TOTAL_BYTES and len(self._items) > 1:
+                _, (ref, n) = self._items.popitem(last=False)
+                total -= n
+                old = ref()
+                if old is not None and old is not allowed:
+                    old._gathered = None
+
+
+_GATHERED = _GatheredBudget()
 
 
 class FilterCache:
@@ -193,7 +220,9 @@ def _hnsw(
     allowed rows for the queries whose neighbourhood the filter leaves too thin."""
 
     def exact(some: np.ndarray) -> Hits:
-        return exact_search(snap, space, some, allowed.exact_rows(snap, sorted(group.fragments)), k)
+        fragments = sorted(group.fragments)
+        rows = allowed.exact_rows(snap, fragments)
+        return exact_search(snap, space, some, rows, k, allowed.gathered(snap, space, fragments, rows))
 
     return hnsw_search(snap, space, index, group, queries, k, allowed.mask, matching, ef, exact)
 

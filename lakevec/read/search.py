@@ -29,8 +29,9 @@ from lakevec.lake.quantize import quantized
 from lakevec.lake.snapshot import Group, Snapshot
 
 EXACT_NS = 0.42e-6  # ms per (row x dimension): 100k x 384 exact ~ 16 ms (gather + product)
-GATHERED_NS = 0.05e-6  # ... over rows a cached filter keeps gathered: 10k x 384 in 0.15-0.2 ms
-GATHER_BYTES = 32 << 20  # a filter's rows searched exactly are kept contiguous up to this size
+GATHERED_NS = 0.2e-6  # ... over rows a cached filter keeps gathered (100k x 384: 7.5 ms)
+GATHER_BYTES = 192 << 20  # a filter's rows searched exactly are kept contiguous up to this size
+GATHERED_TOTAL_BYTES = 512 << 20  # ... and every cached filter's together up to this
 HNSW_MS = 0.6  # one HNSW query at ef 100 (1M x 384 int8: 0.52 ms)
 HNSW_GROWTH = 0.7  # ... times (ef' / ef) ** HNSW_GROWTH deeper (1M: ef 1000 2.8 ms, 8000 9.8 ms)
 SCAN_SHARE = 0.2  # a fragment with this share of its rows allowed is searched in place, whole
