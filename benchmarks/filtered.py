@@ -32,7 +32,7 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import dir_bytes, header, heading, write  # noqa: E402
-from benchmarks.harness.datasets import K, load  # noqa: E402
+from benchmarks.harness.datasets import CACHE, K, load  # noqa: E402
 
 SELECTIVITIES = (1, 10, 45, 90)
 
@@ -104,8 +104,8 @@ def build(ds, near: np.ndarray, path: str):
     return col, ingest, time.perf_counter() - start
 
 
-def run(name: str, queries: int, keep: str | None) -> dict:
-    ds = load(name, queries=queries)
+def run(name: str, queries: int, keep: str | None, cache: Path) -> dict:
+    ds = load(name, queries=queries, cache=cache)
     near = near_percentile(ds.vectors)
     path = keep or tempfile.mkdtemp(prefix="lakevec-filtered-")
     if Path(path).exists() and any(Path(path).iterdir()):
@@ -198,11 +198,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--keep", help="build each collection under DIR/<dataset> and reuse it on the next run"
     )
+    parser.add_argument("--cache", default=str(CACHE), help="where datasets are built and kept")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     args = parser.parse_args(argv)
     result = header("filtered", argv, k=K, queries=args.queries)
     result["datasets"] = [
-        run(name, args.queries, None if args.keep is None else str(Path(args.keep, name)))
+        run(name, args.queries, None if args.keep is None else str(Path(args.keep, name)), Path(args.cache))
         for name in args.datasets.split(",")
     ]
     write(result, args.out, report(result))

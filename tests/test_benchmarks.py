@@ -141,3 +141,23 @@ def test_harness_smoke(tmp_path):
     assert any(n.endswith(".json") for n in names) and any(n.endswith("-recall-qps.png") for n in names)
     md = next(out.glob("*.md")).read_text()
     assert "| lakevec |" in md and "python -m benchmarks harness --datasets clustered-600" in md
+
+
+def test_filtered_benchmark_smoke(tmp_path):
+    from benchmarks import filtered
+
+    result = filtered.main(
+        [
+            "--datasets",
+            "clustered-600",
+            "--queries",
+            "5",
+            "--cache",
+            str(tmp_path / "cache"),
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    rows = {r["workload"]: r for r in result["datasets"][0]["results"]}
+    assert len(rows) == 9 and rows["correlated 1%"]["matching"] == 6
+    assert all(r["recall"] == 1.0 for r in rows.values())  # 600 rows: searched exactly
