@@ -238,7 +238,7 @@ def hnsw_search(
         else:
             matches = index.search(probes[pending], count, threads=0)
             found = [keys[:n] for keys, n in zip(matches.keys, matches.counts.tolist())]
-        still = []
+        still: list[int] = []
         for q, keys in zip(pending, found):
             pos = keys_to_positions(group, keys.astype(np.int64))
             pos = pos[(pos >= 0) & allowed[np.maximum(pos, 0)]]
