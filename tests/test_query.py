@@ -549,3 +549,15 @@ def test_filtered_recall_under_correlated_filters(space, monkeypatch):
             assert len(got) == k and keep[got].all()
             np.testing.assert_allclose(dists, np.sort(qd[np.searchsorted(rows, got)]), rtol=1e-3, atol=1e-3)
     assert sum(fallbacks) > 0  # some query's neighbourhood held too few allowed rows
+
+
+def test_filtered_plan_stops_at_the_bottom_of_the_index():
+    """A graph that keeps returning fewer candidates than asked ends the deepening once the
+    plan cannot go deeper, instead of searching the same depth forever."""
+    plan = search_module.Plan(100_000_000, 10, 100_000_000, ef_search=100, dim=384, int8=False)
+    steps = 0
+    while plan is not None and steps < 50:
+        assert not plan.exact  # brute force over 100M rows never wins here
+        plan = plan.after(allowed=0, fetched=plan.count - 1)
+        steps += 1
+    assert plan is None and steps < 50

@@ -325,8 +325,10 @@ class Plan:
         seen = allowed / max(fetched, 1)
         if fetched >= self.total or (allowed >= min(self.k, self.matching) and seen >= self.share / 2):
             return None
-        share = min(self.share / 2, max(seen, self.share / 8))
-        return dataclasses.replace(self, share=share)
+        deeper = dataclasses.replace(self, share=min(self.share / 2, max(seen, self.share / 8)))
+        if (deeper.count, deeper.ef) == (self.count, self.ef) and not deeper.exact:
+            return None  # already as deep as the index goes (a graph that returns fewer keys)
+        return deeper
 
 
 class IndexSet:
