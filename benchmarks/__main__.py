@@ -10,6 +10,7 @@
     python -m benchmarks maintenance                   many small writes, compaction, vacuum
     python -m benchmarks hybrid                        BM25 and hybrid search vs bm25s, tantivy, LanceDB
     python -m benchmarks filtered                      filtered search on real and synthetic sets vs exact
+    python -m benchmarks build_options                 index build options (ef_construction, tiers) at 1M
 
 ``python -m benchmarks <name> --help`` lists a benchmark's options.
 """
@@ -30,6 +31,7 @@ COMMANDS = {
     "maintenance": "benchmarks.maintenance",
     "hybrid": "benchmarks.hybrid",
     "filtered": "benchmarks.filtered",
+    "build_options": "benchmarks.build_options",
 }
 
 

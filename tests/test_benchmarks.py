@@ -161,3 +161,21 @@ def test_filtered_benchmark_smoke(tmp_path):
     rows = {r["workload"]: r for r in result["datasets"][0]["results"]}
     assert len(rows) == 9 and rows["correlated 1%"]["matching"] == 6
     assert all(r["recall"] == 1.0 for r in rows.values())  # 600 rows: searched exactly
+
+
+def test_build_options_benchmark_smoke(tmp_path):
+    from benchmarks import build_options
+
+    result = build_options.main(
+        [
+            "--dataset",
+            "clustered-600",
+            "--queries",
+            "5",
+            "--cache",
+            str(tmp_path / "cache"),
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert [o["recall"] for o in result["options"]] == [1.0, 1.0, 1.0]
