@@ -143,39 +143,23 @@ def test_harness_smoke(tmp_path):
     assert "| lakevec |" in md and "python -m benchmarks harness --datasets clustered-600" in md
 
 
-def test_filtered_benchmark_smoke(tmp_path):
-    from benchmarks import filtered
+def _on_600_rows(module: str, flag: str, tmp_path) -> dict:
+    """Run benchmark ``module`` on 600 clustered rows and 5 queries, data cached in tmp_path."""
+    import importlib
 
-    result = filtered.main(
-        [
-            "--datasets",
-            "clustered-600",
-            "--queries",
-            "5",
-            "--cache",
-            str(tmp_path / "cache"),
-            "--out",
-            str(tmp_path),
-        ]
+    main = importlib.import_module(f"benchmarks.{module}").main
+    return main(
+        [flag, "clustered-600", "--queries", "5", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path)]
     )
+
+
+def test_filtered_benchmark_smoke(tmp_path):
+    result = _on_600_rows("filtered", "--datasets", tmp_path)
     rows = {r["workload"]: r for r in result["datasets"][0]["results"]}
     assert len(rows) == 9 and rows["correlated 1%"]["matching"] == 6
     assert all(r["recall"] == 1.0 for r in rows.values())  # 600 rows: searched exactly
 
 
 def test_build_options_benchmark_smoke(tmp_path):
-    from benchmarks import build_options
-
-    result = build_options.main(
-        [
-            "--dataset",
-            "clustered-600",
-            "--queries",
-            "5",
-            "--cache",
-            str(tmp_path / "cache"),
-            "--out",
-            str(tmp_path),
-        ]
-    )
+    result = _on_600_rows("build_options", "--dataset", tmp_path)
     assert [o["recall"] for o in result["options"]] == [1.0, 1.0, 1.0]
