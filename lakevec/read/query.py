@@ -68,11 +68,14 @@ class Allowed:
             return None
         key = (space, tuple(fragments))
         with self._lock:
-            if self._gathered is None or self._gathered[0] != key:
+            # a local: the budget may drop self._gathered from another thread at any time
+            current = self._gathered
+            if current is None or current[0] != key:
                 vectors = snap.embeddings(rows)
-                self._gathered = (key, (vectors, row_norms(space, vectors)))
+                current = (key, (vectors, row_norms(space, vectors)))
+                self._gathered = current
                 _GATHERED.keep(self, vectors.nbytes)
-            return self._gathered[1]
+            return current[1]
 
 
 class _GatheredBudget:
@@ -85,6 +88,8 @@ class _GatheredBudget:
 
     def keep(self, allowed: Allowed, nbytes: int) -> None:
         with self._lock:
+            for gone in [key for key, (ref, _) in self._items.items() if ref() is None]:
+                del self._items[gone]  # a filter evicted from its cache holds nothing any more
             self._items.pop(id(allowed), None)
             self._items[id(allowed)] = (weakref.ref(allowed), nbytes)
             total = sum(n for _, n in self._items.values())
