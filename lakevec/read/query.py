@@ -194,7 +194,7 @@ def search(
         if matching == 0:
             continue
         index = indexes.get(group.path)
-        if index is None or prefer_exact(matching, len(index), k, dim, ef):
+        if index is None or prefer_exact(matching, len(index), k, dim, ef, group.scale is not None):
             exact_fragments += [i for i in group.fragments if allowed.per_fragment[i]]
         else:
             chosen.append((group, index, matching))
@@ -219,8 +219,16 @@ def search(
 
 
 def _hnsw(
-    snap: Snapshot, space: str, index, group: Group, queries, k: int, allowed: Allowed, matching: int, ef: int
-):
+    snap: Snapshot,
+    space: str,
+    index: Index | IndexSet,
+    group: Group,
+    queries: np.ndarray,
+    k: int,
+    allowed: Allowed,
+    matching: int,
+    ef: int,
+) -> Hits:
     """:func:`hnsw_search` of one index (or index set), with brute force over the group's
     allowed rows for the queries whose neighbourhood the filter leaves too thin."""
 

@@ -222,12 +222,13 @@ def hnsw_search(
     cheaper."""
     total = len(index)
     nq = len(queries)
+    # the caller chose the graph for this plan (prefer_exact): every query starts there
     plans = [Plan(total, k, matching, ef, queries.shape[1], group.scale is not None)] * nq
     keep = plans[0].keep
     probes = quantized(space, queries, group.scale)
     candidates = [np.zeros(0, dtype=np.int64)] * nq
-    pending = [q for q in range(nq) if not plans[q].exact]
-    brute = [q for q in range(nq) if plans[q].exact]
+    pending = list(range(nq))
+    brute: list[int] = []  # queries handed to ``exact``
     while pending:
         count = max(plans[q].count for q in pending)
         depth = max(plans[q].ef for q in pending)
@@ -254,13 +255,14 @@ def hnsw_search(
     hits = rerank(snap, space, queries, Hits(positions, np.zeros(positions.shape, dtype=np.float32)))
     hits = Hits(hits.positions[:, :k], hits.distances[:, :k])
     if brute and exact is not None:
-        hits = _replace(hits, np.array(sorted(brute)), exact(queries[sorted(brute)]), k)
+        brute.sort()
+        hits = _replace(hits, np.array(brute), exact(queries[brute]), k)
     return hits
 
 
 def _replace(hits: Hits, rows: np.ndarray, exact: Hits, k: int) -> Hits:
     """``hits`` with the answers of queries ``rows`` replaced by ``exact``'s."""
-    width = max(hits.positions.shape[1], exact.positions.shape[1], 0)
+    width = max(hits.positions.shape[1], exact.positions.shape[1])
     positions = np.full((len(hits.positions), width), -1, dtype=np.int64)
     distances = np.full(positions.shape, np.inf, dtype=np.float32)
     positions[:, : hits.positions.shape[1]] = hits.positions
@@ -382,6 +384,7 @@ def hnsw_ms(dim: int, depth: float) -> float:
     return HNSW_MS * (dim / 384) * max(1.0, depth) ** HNSW_GROWTH
 
 
-def prefer_exact(matching: int, total: int, k: int, dim: int, ef: int) -> bool:
-    """Brute force over the matching rows costs less than a filtered HNSW search."""
-    return Plan(total, k, matching, ef, dim, False).exact
+def prefer_exact(matching: int, total: int, k: int, dim: int, ef: int, int8: bool) -> bool:
+    """Brute force over the matching rows costs less than the filtered HNSW search that
+    :func:`hnsw_search` would plan first."""
+    return Plan(total, k, matching, ef, dim, int8).exact
