@@ -34,6 +34,7 @@ from lakevec.read.bm25 import bm25_top
 from lakevec.read.query import FilterCache, query_result, search
 from lakevec.read.rank import KnnLeaf, ranked, search_results
 from lakevec.read.rows import get_result, select
+from lakevec.read.search import Hits
 from lakevec.read.sparse import sparse_top
 from lakevec.validate import validate_query_embeddings
 from lakevec.validate.search import validate_search
@@ -124,10 +125,13 @@ class CollectionEngine:
     def commit_transform(self, transform: Callable[[Manifest], Manifest | None]) -> Manifest | None:
         """Commit ``transform(newest manifest)``, re-applied on the winner after a lost race;
         ``transform`` returns None to give up (the change no longer applies)."""
+        return self.commit_snapshot(lambda snap: transform(snap.manifest))
+
+    def commit_snapshot(self, transform: Callable[[Snapshot], Manifest | None]) -> Manifest | None:
+        """:meth:`commit_transform` for changes that read rows of the newest version (ids)."""
         with self._lock:
             for attempt in range(MAX_ATTEMPTS):
-                base = self.snapshot(fresh=True).manifest
-                manifest = transform(base)
+                manifest = transform(self.snapshot(fresh=True))
                 if manifest is None:
                     return None
                 if self.log.try_commit(manifest.version, manifest.to_json()):
@@ -289,6 +293,16 @@ class CollectionEngine:
         result = query_result(snap, hits, include)
         self.storage.prefetch(later)  # in the background, once this query has its answer
         return result
+
+    def query_shard(
+        self, queries: np.ndarray, k: int, *, where, where_document, hnsw, shard: frozenset[str] | None
+    ) -> Hits:
+        """The hits of :meth:`query` within one shard (:func:`shards`), before any row is read:
+        a distributed batch query merges the shards' hits with ``merge_hits``."""
+        snap = self.snapshot()
+        queries = validate_query_embeddings(queries, snap.manifest.dimension)
+        allowed = self._filters.allowed(snap, self._con, None, where, where_document)
+        return search(snap, self._open_indexes(snap), queries, k, allowed, hnsw, shard)
 
     def search(
         self, payloads: list[Any], hnsw: dict[str, Any], idf_keys: frozenset[str] = frozenset()

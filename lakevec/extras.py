@@ -16,6 +16,7 @@ EXTRA_OF = {
     "chromadb": "chroma",
     "pandas": "pandas",
     "sentence_transformers": "sentence-transformers",
+    "ray": "ray",
 }
 #: fsspec protocols whose filesystem lives in an extra
 PROTOCOL_MODULE = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs"}

@@ -16,7 +16,6 @@ import numpy as np
 import pyarrow as pa
 
 from lakevec.engine import CollectionEngine
-from lakevec.errors import InvalidArgumentError
 from lakevec.extras import require
 from lakevec.lake.schema import META_PREFIX
 from lakevec.lake.snapshot import Snapshot
@@ -160,11 +159,10 @@ def import_table(
     while batch k+1 is read and validated; commits stay in input order, one at a time."""
     from lakevec.write.embed import progress_bar
     from lakevec.write.table_input import (
-        columnar_metadata,
+        Columns,
         default_batch_rows,
-        embeddings_from,
-        metadata_from,
         open_input,
+        prepare_batch,
         record_batches,
         row_count,
     )
@@ -172,31 +170,10 @@ def import_table(
     data = open_input(data)
     batches = record_batches(data, batch_size or default_batch_rows(data, embeddings))
     bar = progress_bar(row_count(data) or 0, f"{op}_table", "row")
-    named = {ids, documents, embeddings, uris} - {None}
+    columns = Columns(ids, documents, embeddings, uris, metadatas)
 
     def prepare(batch: pa.RecordBatch) -> tuple:
-        names = batch.schema.names
-
-        def column(name: str) -> Any:
-            # add: string columns stay Arrow arrays, checked with Arrow compute; upsert
-            # merges per row
-            return batch.column(name) if op == "add" else batch.column(name).to_pylist()
-
-        if ids not in names:
-            raise InvalidArgumentError(f"the table has no id column {ids!r}")
-        meta_columns = metadatas if metadatas is not None else [n for n in names if n not in named]
-        # add: typed Arrow columns go straight to the fragment; upsert merges per row
-        columnar = columnar_metadata(batch, meta_columns) if op == "add" else None
-        row_ids, emb, metas, docs, row_uris = prepare_rows(
-            op,
-            column(ids),
-            embeddings_from(batch.column(embeddings)) if embeddings in names else None,
-            metadata_from(batch, meta_columns) if columnar is None else None,
-            column(documents) if documents in names else None,
-            column(uris) if uris in names else None,
-            None,
-        )
-        return row_ids, emb, docs, row_uris, columnar if columnar is not None else metas
+        return prepare_batch(prepare_rows, batch, op, columns)
 
     def write(row_ids, emb, docs, row_uris, metas) -> int:
         # Vectors of an import are not kept in memory: it stays bounded however large.

@@ -8,7 +8,7 @@
     engine       one collection's snapshot, reads and commit loop
     maintenance  index folds, merges, compaction, vacuum: they drive the engine
     facade       client, collection, interop (DataFrames, SQL), HTTP client, migration
-    apps         server, CLI, demo
+    apps         server, CLI, demo, the Ray integration (lakevec.ray)
 
 Every import counts (function-level and ``TYPE_CHECKING`` ones too), and the module graph has
 no cycles at all.
@@ -39,7 +39,7 @@ LAYERS: list[list[str]] = [
         "lakevec.datasets",
         "lakevec",
     ],
-    ["lakevec.server", "lakevec.cli", "lakevec.demo", "lakevec.__main__"],
+    ["lakevec.server", "lakevec.cli", "lakevec.demo", "lakevec.__main__", "lakevec.ray"],
 ]
 SIBLINGS_APART = [("lakevec.read", "lakevec.write")]
 

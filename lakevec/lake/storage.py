@@ -103,6 +103,7 @@ class Storage:
     ) -> None:
         self.url = url
         options = dict(storage_options or {})
+        self.options = options  # so another process can open the same store (lakevec.ray)
         protocol = url.split("://", 1)[0] if "://" in url else "file"
         if protocol in PROTOCOL_MODULE:
             require(PROTOCOL_MODULE[protocol], f"a {protocol}:// root")

@@ -284,7 +284,7 @@ class Indexer:
             # extend the newest index (the one holding the highest keys) if it has room for a
             # fold, else start a new one: each index's keys stay one range above the older
             # indexes', so one native call can search them all (read/search.py)
-            newest = max(sizes, key=lambda p: _key_end(manifest, p), default=None)
+            newest = max(sizes, key=lambda p: key_end(manifest, p), default=None)
             head_path = newest if newest is not None and sizes[newest] + least <= cap else None
             tail = _fill(tail, manifest, cap - sizes.get(head_path, 0) if head_path else cap)
             if sum(manifest.fragments[i].rows for i in tail) < least:
@@ -338,11 +338,8 @@ class Indexer:
         bases: dict[str, int] = {}
         key = head.next_key
         for i in tail:
-            entry, frag = manifest.fragments[i], snap.fragments[i]
-            rows = np.arange(entry.rows, dtype=np.int64)
-            if snap.dead[i] is not None:
-                rows = np.setdiff1d(rows, snap.dead[i])
-            vectors = np.ascontiguousarray(frag.embeddings[rows])
+            entry = manifest.fragments[i]
+            rows, vectors = live_vectors(snap, i)
             if not head.path and not len(head.index) and head.index.dtype == ScalarKind.I8:
                 # a new index: the collection's scale (one query vector fits all its indexes),
                 # else one from its first rows
@@ -391,19 +388,11 @@ class Indexer:
         return True
 
     def _write_postings(self, snap, tail: list[int]) -> dict[str, str]:
-        """Full-text postings files for the folded fragments that hold documents (fragment id ->
-        path): a later process reads them instead of tokenizing the documents again."""
-        out = {}
-        for i in tail:
-            entry, frag = snap.manifest.fragments[i], snap.fragments[i]
-            if entry.text is not None or frag.table.column("document").null_count == frag.num_rows:
-                continue
-            relative = f"index/{entry.id}-{uuid.uuid4().hex[:8]}.terms.npz"
-            self.engine.storage.write_new(self.engine.cache.path(relative), frag.postings.to_bytes())
-            out[entry.id] = relative
+        def check() -> None:
             if self._stopping:
                 raise _Stopped
-        return out
+
+        return write_postings(self.engine, snap, tail, check)
 
     def _retire(self, path: str, latest: Manifest) -> None:
         """Delete the index file a fold just superseded: an index is derived from its fragments,
@@ -425,7 +414,7 @@ class Indexer:
         if path is None:
             # keys above every index's (those of a dropped fragment stay in the index that
             # the indexer last wrote, known here; elsewhere they only cost a candidate)
-            ends = [_key_end(manifest, p) for p in index_rows(manifest)]
+            ends = [key_end(manifest, p) for p in index_rows(manifest)]
             if self._head is not None:
                 ends.append(self._head.next_key)
             return _Head("", new_index(manifest.dimension or 0, hnsw), max(ends, default=0), None)
@@ -440,7 +429,33 @@ class Indexer:
         return _Head(path, index, next_key, scale)
 
 
-def _key_end(manifest: Manifest, path: str) -> int:
+def live_vectors(snap, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """The live rows of fragment ``i`` and their vectors (contiguous, as usearch wants them)."""
+    entry, frag = snap.manifest.fragments[i], snap.fragments[i]
+    rows = np.arange(entry.rows, dtype=np.int64)
+    if snap.dead[i] is not None:
+        rows = np.setdiff1d(rows, snap.dead[i])
+    return rows, np.ascontiguousarray(frag.embeddings[rows])
+
+
+def write_postings(
+    engine: CollectionEngine, snap, fragments: list[int], check: Callable[[], None] = lambda: None
+) -> dict[str, str]:
+    """Full-text postings files for the indexed fragments that hold documents (fragment id ->
+    path): a later process reads them instead of tokenizing the documents again."""
+    out = {}
+    for i in fragments:
+        entry, frag = snap.manifest.fragments[i], snap.fragments[i]
+        if entry.text is not None or frag.table.column("document").null_count == frag.num_rows:
+            continue
+        relative = f"index/{entry.id}-{uuid.uuid4().hex[:8]}.terms.npz"
+        engine.storage.write_new(engine.cache.path(relative), frag.postings.to_bytes())
+        out[entry.id] = relative
+        check()
+    return out
+
+
+def key_end(manifest: Manifest, path: str) -> int:
     return max(e.index_base + e.rows for e in manifest.fragments if e.index == path)
 
 

@@ -182,10 +182,16 @@ def search(
     k: int,
     allowed: Allowed,
     hnsw: dict[str, Any],
+    shard: frozenset[str] | None = None,
 ) -> Hits:
-    """The k nearest allowed rows for each query, across every index and the unindexed tail."""
+    """The k nearest allowed rows for each query, across every index and the unindexed tail;
+    with ``shard`` (index paths and unindexed fragment ids, see :func:`shards`) across those
+    only, so that searches of the shards merge into the whole search."""
     space, ef, dim = hnsw["space"], hnsw["ef_search"], queries.shape[1]
     groups, tail = snap.search_groups
+    if shard is not None:
+        groups = [g for g in groups if g.path in shard]
+        tail = [i for i in tail if snap.manifest.fragments[i].id in shard]
     parts: list[Hits] = []
     exact_fragments = [i for i in tail if allowed.per_fragment[i]]
     chosen: list[tuple[Group, Index, int]] = []
@@ -216,6 +222,16 @@ def search(
             np.full((len(queries), 0), -1, dtype=np.int64), np.zeros((len(queries), 0), dtype=np.float32)
         )
     return merge_hits(parts, k)
+
+
+def shards(snap: Snapshot) -> list[frozenset[str]]:
+    """The parts of a search that can run apart (in other processes): each index, and the
+    unindexed fragments together."""
+    groups, tail = snap.search_groups
+    out = [frozenset([g.path]) for g in groups]
+    if tail:
+        out.append(frozenset(snap.manifest.fragments[i].id for i in tail))
+    return out
 
 
 def _hnsw(

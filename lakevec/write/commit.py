@@ -53,8 +53,10 @@ def split(table: pa.Table, dim: int) -> list[pa.Table]:
     return [table.slice(start, size) for start in range(0, table.num_rows, size)]
 
 
-def write_fragment(storage: Storage, cache: FragmentCache, part: pa.Table) -> FragmentEntry:
-    frag_id = uuid.uuid4().hex
+def write_fragment(
+    storage: Storage, cache: FragmentCache, part: pa.Table, frag_id: str | None = None
+) -> FragmentEntry:
+    frag_id = frag_id or uuid.uuid4().hex
     path = f"data/{frag_id}.parquet"
     with storage.create(cache.path(path)) as sink:
         write_parquet(part, sink)

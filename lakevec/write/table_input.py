@@ -7,8 +7,9 @@ its size; each batch goes through the same validation as ``add``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -238,3 +239,45 @@ def columnar_metadata(batch: pa.RecordBatch, columns: list[str]) -> ColumnarMeta
             return None
         out[(name, kind)] = column
     return ColumnarMetadata(out, batch.num_rows)
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which input columns hold what; metadata ``None`` means every other column."""
+
+    ids: str = "id"
+    documents: str | None = "document"
+    embeddings: str | None = "embedding"
+    uris: str | None = None
+    metadatas: list[str] | None = None
+
+
+def prepare_batch(
+    prepare_rows: Callable[..., tuple], batch: pa.RecordBatch, op: str, columns: Columns
+) -> tuple:
+    """One input batch through the checks of ``add``/``upsert`` (``prepare_rows`` is the
+    collection's): (ids, embeddings, documents, uris, metadata)."""
+    names = batch.schema.names
+    named = {columns.ids, columns.documents, columns.embeddings, columns.uris} - {None}
+
+    def column(name: str) -> Any:
+        # add: string columns stay Arrow arrays, checked with Arrow compute; upsert merges per row
+        return batch.column(name) if op == "add" else batch.column(name).to_pylist()
+
+    if columns.ids not in names:
+        raise InvalidArgumentError(f"the table has no id column {columns.ids!r}")
+    meta_columns = (
+        columns.metadatas if columns.metadatas is not None else [n for n in names if n not in named]
+    )
+    # add: typed Arrow columns go straight to the fragment; upsert merges per row
+    columnar = columnar_metadata(batch, meta_columns) if op == "add" else None
+    row_ids, emb, metas, docs, row_uris = prepare_rows(
+        op,
+        column(columns.ids),
+        embeddings_from(batch.column(columns.embeddings)) if columns.embeddings in names else None,
+        metadata_from(batch, meta_columns) if columnar is None else None,
+        column(columns.documents) if columns.documents in names else None,
+        column(columns.uris) if columns.uris in names else None,
+        None,
+    )
+    return row_ids, emb, docs, row_uris, columnar if columnar is not None else metas
