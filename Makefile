@@ -30,13 +30,14 @@ demo: install
 	$(BIN)/python -m lakevec.demo
 
 # two pytest workers: half the wall time on 2 cores (many tests wait on child processes and
-# moto's S3 server), and each worker holds half the suite's memory
+# moto's S3 server), and each worker holds half the suite's memory; loadgroup keeps the Ray
+# tests on one worker (one local Ray cluster at a time)
 test: install-test
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 # the long runs too: tests marked slow, and 100 kills per backend in the crash test
 test-full: install-test
-	LAKEVEC_CRASH_KILLS=100 $(BIN)/python -m pytest -n 2 -m "slow or not slow"
+	LAKEVEC_CRASH_KILLS=100 $(BIN)/python -m pytest -n 2 --dist loadgroup -m "slow or not slow"
 
 # Chroma's own test files (from the chromadb wheel) against `lakevec run` and `chroma run`;
 # their conftest needs pytest 8 and a few of Chroma's dev packages, so they get a venv of their own

@@ -363,6 +363,8 @@ class CollectionEngine:
     def pinned(self, version: int) -> CollectionEngine:
         """A read-only engine over one committed version."""
         latest = self.snapshot().version
+        if isinstance(version, int) and version > latest:  # named by another process: look again
+            latest = self.snapshot(fresh=True).version
         if not isinstance(version, int) or isinstance(version, bool) or not 0 <= version <= latest:
             raise InvalidArgumentError(f"version must be an int from 0 to {latest}, got {version!r}")
         try:

@@ -94,7 +94,9 @@ def build_tier(engine: CollectionEngine, tier: Tier, threads: int = 0) -> BuiltT
         bases[manifest.fragments[i].id] = key
         key += manifest.fragments[i].rows
     path = f"index/{uuid.uuid4().hex}.usearch"
-    engine.storage.write_new(engine.cache.path(path), index.save())
+    data = index.save()
+    assert data is not None  # no path given: usearch returns the bytes
+    engine.storage.write_new(engine.cache.path(path), data)
     return BuiltTier(path, bases, write_postings(engine, snap, positions), tier.scale)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import duckdb
@@ -37,6 +38,10 @@ def _fragment_table(
     return snapshot_table(snap, np.asarray(positions, dtype=np.int64), include)
 
 
+def _blocks(*args: Any) -> list[pa.Table]:
+    return [_fragment_table(*args)]
+
+
 class CollectionSource(Datasource):
     def __init__(self, target: Target, manifest: Manifest, where, where_document, include) -> None:
         self.target, self.manifest = target, manifest
@@ -46,7 +51,7 @@ class CollectionSource(Datasource):
         return sum(e.bytes for e in self.manifest.fragments)
 
     def get_read_tasks(
-        self, parallelism: int, per_task_row_limit: int | None = None, **_: Any
+        self, parallelism: int, per_task_row_limit: int | None = None, data_context: Any = None
     ) -> list[ReadTask]:
         tasks = []
         for i, entry in enumerate(self.manifest.fragments):
@@ -59,7 +64,7 @@ class CollectionSource(Datasource):
                 exec_stats=None,
                 input_files=(entry.path,),
             )
-            tasks.append(ReadTask(lambda args=args: [_fragment_table(*args)], meta))
+            tasks.append(ReadTask(functools.partial(_blocks, *args), meta))
         return tasks
 
 

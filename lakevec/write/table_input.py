@@ -260,7 +260,7 @@ def prepare_batch(
     names = batch.schema.names
     named = {columns.ids, columns.documents, columns.embeddings, columns.uris} - {None}
 
-    def column(name: str) -> Any:
+    def column(name: Any) -> Any:
         # add: string columns stay Arrow arrays, checked with Arrow compute; upsert merges per row
         return batch.column(name) if op == "add" else batch.column(name).to_pylist()
 
