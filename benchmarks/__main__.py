@@ -11,6 +11,7 @@
     python -m benchmarks hybrid                        BM25 and hybrid search vs bm25s, tantivy, LanceDB
     python -m benchmarks filtered                      filtered search on real and synthetic sets vs exact
     python -m benchmarks build_options                 index build options (ef_construction, tiers) at 1M
+    python -m benchmarks ray                           1M rows through the Ray sink and index tasks vs one process
 
 ``python -m benchmarks <name> --help`` lists a benchmark's options.
 """
@@ -32,6 +33,7 @@ COMMANDS = {
     "hybrid": "benchmarks.hybrid",
     "filtered": "benchmarks.filtered",
     "build_options": "benchmarks.build_options",
+    "ray": "benchmarks.ray_ingest",
 }
 
 

@@ -163,3 +163,12 @@ def test_filtered_benchmark_smoke(tmp_path):
 def test_build_options_benchmark_smoke(tmp_path):
     result = _on_600_rows("build_options", "--dataset", tmp_path)
     assert [o["recall"] for o in result["options"]] == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.xdist_group("ray")
+def test_ray_benchmark_smoke(tmp_path):
+    pytest.importorskip("ray")
+    result = _on_600_rows("ray_ingest", "--dataset", tmp_path)
+    assert result["local"]["recall"] == result["ray"]["recall"] == 1.0
+    assert sum(t["rows"] for t in result["ray"]["write_tasks"]) == 600
+    assert [row["nodes"] for row in result["plan"]["nodes"]] == [4, 16, 64]

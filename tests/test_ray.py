@@ -238,7 +238,7 @@ def test_index_tiers_built_as_tasks_answer_like_a_local_build(root):
     local.wait_for_index()
     theirs = local.query(query_embeddings=queries, n_results=10, include=[])["ids"]
     assert np.mean([len(set(g) & set(t)) / 10 for g, t in zip(got, theirs)]) >= 0.95
-    assert lr.build_indexes(collection) == {"version": None, "indexes": 0, "rows": 0}
+    assert lr.build_indexes(collection) == {"version": None, "indexes": 0, "rows": 0, "tasks": []}
 
 
 def test_read_gives_the_live_rows_of_a_version(root):
