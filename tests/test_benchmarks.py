@@ -172,3 +172,22 @@ def test_ray_benchmark_smoke(tmp_path):
     assert result["local"]["recall"] == result["ray"]["recall"] == 1.0
     assert sum(t["rows"] for t in result["ray"]["write_tasks"]) == 600
     assert [row["nodes"] for row in result["plan"]["nodes"]] == [4, 16, 64]
+
+
+def test_scale_benchmark_smoke(tmp_path):
+    from benchmarks.scale import main
+
+    args = [
+        "--rows",
+        "3000,6000",
+        "--queries",
+        "5",
+        "--cache",
+        str(tmp_path / "cache"),
+        "--out",
+        str(tmp_path),
+    ]
+    result = main(args)
+    assert [s["rows"] for s in result["sizes"]] == [3000, 6000]
+    assert all(s["recall"] == 1.0 and s["memory_mib"]["index"]["RssAnon"] > 0 for s in result["sizes"])
+    assert result["extrapolated"]["rows"] == 10_000_000

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,19 +43,28 @@ class Dataset:
 def synthetic(kind: str, n: int, seed: int, dim: int = DIM) -> np.ndarray:
     """``clustered``: 64 clusters in a 32-d latent space projected to ``dim`` plus noise, unit
     length (text embeddings have a low intrinsic dimension); ``uniform``: isotropic Gaussian."""
-    rng = np.random.default_rng(seed)
     out = np.empty((n, dim), dtype=np.float32)
+    for s, chunk in synthetic_chunks(kind, n, seed, dim):
+        out[s : s + len(chunk)] = chunk
+    return out
+
+
+def synthetic_chunks(
+    kind: str, n: int, seed: int, dim: int = DIM, size: int = 100_000
+) -> Iterator[tuple[int, np.ndarray]]:
+    """:func:`synthetic`'s rows as (start, rows) chunks of ``size``, for sets that do not fit
+    in memory (chunks of the default size are the same rows :func:`synthetic` returns)."""
+    rng = np.random.default_rng(seed)
     project = np.random.default_rng(99).standard_normal((32, dim)) / np.sqrt(32)
     centers = np.random.default_rng(98).standard_normal((64, 32)) * 1.5
-    for s in range(0, n, 100_000):  # chunks keep float64 temporaries small
-        m = min(100_000, n - s)
+    for s in range(0, n, size):  # chunks keep float64 temporaries small
+        m = min(size, n - s)
         if kind == "uniform":
             x = rng.standard_normal((m, dim))
         else:
             x = (centers[rng.integers(0, 64, m)] + rng.standard_normal((m, 32))) @ project
             x += 0.05 * rng.standard_normal((m, dim))
-        out[s : s + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
-    return out
+        yield s, (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
 def text_corpus(limit: int) -> tuple[list[str], list[str]]:
