@@ -37,7 +37,7 @@ test: install-test
 
 # the long runs too: tests marked slow, and 100 kills per backend in the crash test
 test-full: install-test
-	LAKEVEC_CRASH_KILLS=100 $(BIN)/python -m pytest -n 2 --dist loadgroup -m "slow or not slow"
+	LAKEVEC_CRASH_KILLS=100 $(BIN)/python -m pytest -n 2 --dist loadgroup --timeout 3600 -m "slow or not slow"
 
 # Chroma's own test files (from the chromadb wheel) against `lakevec run` and `chroma run`;
 # their conftest needs pytest 8 and a few of Chroma's dev packages, so they get a venv of their own

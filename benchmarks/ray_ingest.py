@@ -96,7 +96,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--work", default=None, help="where the collections go (a temporary directory)")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     args = parser.parse_args(argv)
+    saved = os.environ.get("LAKEVEC_AUTO_INDEX")
     os.environ["LAKEVEC_AUTO_INDEX"] = "0"  # both paths index when asked, not in the background
+    try:
+        return run(args, argv)
+    finally:
+        if saved is None:
+            os.environ.pop("LAKEVEC_AUTO_INDEX", None)
+        else:
+            os.environ["LAKEVEC_AUTO_INDEX"] = saved
+
+
+def run(args: argparse.Namespace, argv: list[str] | None) -> dict:
     import ray
 
     import lakevec

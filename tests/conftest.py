@@ -79,6 +79,23 @@ def s3_server(tmp_path_factory):
     S3Response.put_object = original_put
 
 
+@pytest.fixture(scope="session")
+def ray_cluster(s3_server):
+    """One local Ray cluster (2 CPUs, no dashboard, no telemetry, no token in ~/.ray) per test
+    process, for every test that uses Ray: Ray Data hangs on a second ``ray.init`` after a
+    ``ray.shutdown`` in one process. Started after moto, so its workers inherit the endpoint,
+    and with the repository on their path, so they import ``tests`` and ``benchmarks``."""
+    ray = pytest.importorskip("ray")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield ray
+    ray.shutdown()
+
+
 def make_root(kind: str, tmp_path, request=None) -> str:
     if kind == "file":
         return str(tmp_path / f"root-{uuid.uuid4().hex[:8]}")

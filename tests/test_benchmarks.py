@@ -166,8 +166,7 @@ def test_build_options_benchmark_smoke(tmp_path):
 
 
 @pytest.mark.xdist_group("ray")
-def test_ray_benchmark_smoke(tmp_path):
-    pytest.importorskip("ray")
+def test_ray_benchmark_smoke(tmp_path, ray_cluster):
     result = _on_600_rows("ray_ingest", "--dataset", tmp_path)
     assert result["local"]["recall"] == result["ray"]["recall"] == 1.0
     assert sum(t["rows"] for t in result["ray"]["write_tasks"]) == 600

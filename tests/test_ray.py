@@ -5,7 +5,6 @@ exact oracle."""
 
 from __future__ import annotations
 
-import logging
 import os
 import uuid
 from pathlib import Path
@@ -20,21 +19,13 @@ from tests.conftest import make_root
 ray = pytest.importorskip("ray")
 lr = pytest.importorskip("lakevec.ray")
 
-# one Ray cluster at a time on a 2-core machine: every test of this module runs on one worker
+# one Ray cluster at a time on a 2-core machine: every Ray test runs on one pytest worker
 pytestmark = pytest.mark.xdist_group("ray")
-REPO = str(Path(__file__).resolve().parent.parent)
 
 
-@pytest.fixture(scope="module")
-def cluster(s3_server):
-    """A local Ray cluster whose workers see the moto endpoint and can import ``tests``."""
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    os.environ["RAY_AUTH_MODE"] = "disabled"  # no token written to ~/.ray in tests
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    yield
-    ray.shutdown()
+@pytest.fixture
+def cluster(ray_cluster):
+    return ray_cluster
 
 
 @pytest.fixture(params=["file", "s3"])
