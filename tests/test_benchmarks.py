@@ -190,3 +190,4 @@ def test_scale_benchmark_smoke(tmp_path):
     assert [s["rows"] for s in result["sizes"]] == [3000, 6000]
     assert all(s["recall"] == 1.0 and s["memory_mib"]["index"]["RssAnon"] > 0 for s in result["sizes"])
     assert result["extrapolated"]["rows"] == 10_000_000
+    assert all(s["index_mb"] > 0 for s in result["sizes"])
