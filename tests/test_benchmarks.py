@@ -162,7 +162,7 @@ def test_filtered_benchmark_smoke(tmp_path):
 
 def test_build_options_benchmark_smoke(tmp_path):
     result = _on_600_rows("build_options", "--dataset", tmp_path)
-    assert [o["recall"] for o in result["options"]] == [1.0, 1.0, 1.0]
+    assert all(o["recall"] >= 0.95 for o in result["options"])  # HNSW, multithreaded build: not always exact
 
 
 @pytest.mark.xdist_group("ray")
