@@ -118,7 +118,7 @@ def _commit(engine: Any, staged: list[Staged], operation: str, attempt_files: li
     renamed: dict[tuple[str, tuple[MetadataField, ...]], FragmentEntry] = {}
 
     def plan(snap: Snapshot) -> Manifest | None:
-        for path in attempt_files:  # deletion files of a lost attempt
+        for path in attempt_files:  # deletion files of a lost attempt (renamed copies are reused)
             storage.delete(cache.path(path))
         attempt_files.clear()
         base = snap.manifest
@@ -142,7 +142,6 @@ def _commit(engine: Any, staged: list[Staged], operation: str, attempt_files: li
                 if key not in renamed:
                     renamed[key] = _renamed(engine, entry, s.fields, names)
                 entry = renamed[key]
-                attempt_files.append(entry.path)
             if len(dead):
                 path = f"deletes/{entry.id}-v{version}-{uuid.uuid4().hex[:12]}.arrow"
                 storage.write_new(cache.path(path), deletion_bytes(dead))
@@ -150,22 +149,17 @@ def _commit(engine: Any, staged: list[Staged], operation: str, attempt_files: li
                 entry = dataclasses.replace(entry, deletes=path, live_rows=entry.rows - len(dead))
             fragments.append(entry)
         if storage.local:  # the staged names, written by other processes, are durable first
-            for sub in {
-                p.split("/")[0] for p in [e.path for e in fragments[len(base.fragments) :]] + attempt_files
-            }:
+            for sub in ("data", "deletes") if attempt_files else ("data",):
                 storage.sync_dir(cache.path(sub))
         next_seq = max(base.next_seq, max(s.entry.seq_max for s in staged) + 1)
         return base.child(
             operation, fields=fields, fragments=tuple(fragments), next_seq=next_seq, dimension=dimension
         )
 
-    manifest = engine.commit_snapshot(plan)
-    # renamed files of earlier attempts that the last one did not use
-    used = manifest.files() if manifest is not None else set()
-    attempt_files.extend(
-        e.path for e in renamed.values() if e.path not in used and e.path not in attempt_files
-    )
-    return manifest
+    try:
+        return engine.commit_snapshot(plan)
+    finally:  # the caller deletes those the committed version does not list
+        attempt_files.extend(e.path for e in renamed.values())
 
 
 def _read(engine: Any, relative: str, columns: list[str] | None = None) -> pa.Table:
