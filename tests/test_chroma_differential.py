@@ -127,15 +127,15 @@ def _call(col, op, kwargs):
 def test_same_results_as_chroma(chroma_client, ops):
     assume(not any(_fractional(kwargs.get("where")) for _, kwargs in ops))
     assume(not any(_float_contains(kwargs.get("where")) for _, kwargs in ops))
-    # Chroma fixes the dimension on an update of missing ids in an empty collection; we fix it
-    # with the first row written (a documented difference)
-    first_write = next((op for op, _ in ops if op in ("add", "upsert", "update")), None)
-    assume(first_write != "update")
     chroma_client.reset()
     name = f"diff-{uuid.uuid4().hex[:10]}"
     theirs = chroma_client.create_collection(name, embedding_function=None)
     ours = lakevec.EphemeralClient().create_collection(name, embedding_function=None)
     for op, kwargs in ops:
+        # Chroma fixes the dimension on an update of missing ids while no row has fixed it;
+        # we fix it with the first row written (a documented difference). A failed add before
+        # the update fixes nothing either, so this is checked when the update comes.
+        assume(op != "update" or ours._engine.dimension() is not None)
         expected, their_error = _call(theirs, op, kwargs)
         got, our_error = _call(ours, op, kwargs)
         if their_error is not None:
