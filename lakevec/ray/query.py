@@ -20,16 +20,17 @@ from lakevec.read.query import query_result, shards
 from lakevec.read.search import Hits, merge_hits
 
 DEFAULT_INCLUDE = ["metadatas", "documents", "distances"]
-_PINNED: dict[tuple[Target, int], Any] = {}
+_PINNED: dict[Target, Any] = {}
 _PINNED_LOCK = threading.Lock()
 
 
 def _pinned_engine(target: Target, version: int) -> Any:
-    """One read-only engine per version and worker process (its snapshot and indexes stay open)."""
+    """A read-only engine over ``version``, kept per collection and process until a batch asks
+    for another version (its snapshot and indexes stay open between batches)."""
     with _PINNED_LOCK:
-        engine = _PINNED.get((target, version))
-        if engine is None:
-            engine = _PINNED[(target, version)] = target.collection()._engine.pinned(version)
+        engine = _PINNED.get(target)
+        if engine is None or engine.pinned_version != version:
+            engine = _PINNED[target] = target.collection()._engine.pinned(version)
         return engine
 
 
@@ -58,11 +59,8 @@ def query_batch(
     if queries.ndim == 1:
         queries = queries[None, :]
     version = collection.version
-    pinned = (
-        collection._engine
-        if collection._engine.pinned_version == version
-        else collection._engine.pinned(version)
-    )
+    target = Target.of(collection)
+    pinned = _pinned_engine(target, version)  # the engine Ray tasks use in their processes
     snap = pinned.snapshot()
     filters = {
         "where": where or None,
@@ -75,7 +73,6 @@ def query_batch(
     else:
         import ray
 
-        target = Target.of(collection)
         task = ray.remote(_search_shard)
         shared = ray.put(queries)
         hits = ray.get([task.remote(target, version, shared, k, filters, s) for s in parts])
