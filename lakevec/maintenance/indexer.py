@@ -435,7 +435,7 @@ def live_vectors(snap, i: int) -> tuple[np.ndarray, np.ndarray]:
     rows = np.arange(entry.rows, dtype=np.int64)
     if snap.dead[i] is not None:
         rows = np.setdiff1d(rows, snap.dead[i])
-    return rows, np.ascontiguousarray(frag.embeddings[rows])
+    return rows, frag.read_once(rows)
 
 
 def write_postings(
