@@ -7,7 +7,8 @@
     validate     the API boundary's checks (a where_sql is parsed by read's SQL filter)
     engine       one collection's snapshot, reads and commit loop
     maintenance  index folds, merges, compaction, vacuum: they drive the engine
-    facade       client, collection, interop (DataFrames, SQL), HTTP client, migration
+    facade       client, collection (+ lakehouse: its tables, versions, forks, maintenance),
+                 interop (DataFrames, SQL), HTTP client, migration
     apps         server, CLI, demo, the Ray integration (lakevec.ray)
 
 Every import counts (function-level and ``TYPE_CHECKING`` ones too), and the module graph has
@@ -32,6 +33,7 @@ LAYERS: list[list[str]] = [
         "lakevec.config",
         "lakevec.sparse_schema",
         "lakevec.interop",
+        "lakevec.lakehouse",
         "lakevec.collection",
         "lakevec.client",
         "lakevec.http_client",
