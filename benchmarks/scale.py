@@ -180,15 +180,16 @@ def run_size(rows: int, args: argparse.Namespace, work: Path) -> dict:
     out = work / f"rows-{rows}.json"
     command = [sys.executable, "-m", "benchmarks.scale", "--child", str(rows), "--root", str(root)]
     command += ["--queries", str(args.queries), "--cache", str(cache), "--result", str(out)]
+    command += ["--group-rows", str(args.group_rows)]
     subprocess.run(command, check=True, cwd=Path(__file__).resolve().parent.parent)
     figures = json.loads(out.read_text())
     shutil.rmtree(root, ignore_errors=True)
     return figures
 
 
-def extrapolate(sizes: list[dict]) -> dict | None:
+def extrapolate(sizes: list[dict], group_rows: int = GROUP_MAX_ROWS) -> dict | None:
     """10M from the measured sizes. Peak anonymous memory is split into the index a fold
-    builds in memory (at most GROUP_MAX_ROWS rows; the others are memory-mapped files), the
+    builds in memory (at most ``group_rows`` rows; the others are memory-mapped files), the
     fragment vector cache (as measured at the largest size, at most its budget; an index build
     does not fill it) and the rest (a line through the two largest
     sizes); index build time grows as n log n."""
@@ -200,7 +201,7 @@ def extrapolate(sizes: list[dict]) -> dict | None:
         return max(p.get(field, 0.0) for p in s["memory_mib"].values())
 
     def building(s: dict) -> float:
-        return s["index_mb"] / s["rows"] * min(s["rows"], GROUP_MAX_ROWS)
+        return s["index_mb"] / s["rows"] * min(s["rows"], group_rows)
 
     def rest(s: dict) -> float:
         return peak(s, "RssAnon") - building(s) - s["vector_cache_mb"]
@@ -210,7 +211,7 @@ def extrapolate(sizes: list[dict]) -> dict | None:
         return get(b) + slope * (TARGET_ROWS - b["rows"])
 
     raw_mib = TARGET_ROWS * DIM * 4 / 2**20
-    index_mib = b["index_mb"] / b["rows"] * min(TARGET_ROWS, GROUP_MAX_ROWS)
+    index_mib = b["index_mb"] / b["rows"] * min(TARGET_ROWS, group_rows)
     cache_mib = min(raw_mib, b["vector_cache_budget_mb"], b["vector_cache_mb"] * TARGET_ROWS / b["rows"])
     growth = TARGET_ROWS * math.log(TARGET_ROWS) / (b["rows"] * math.log(b["rows"]))
     return {
@@ -271,11 +272,20 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--cache", default=str(CACHE))
     parser.add_argument("--work", default=None, help="where the collections go (a temporary directory)")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    parser.add_argument(
+        "--group-rows",
+        type=int,
+        default=GROUP_MAX_ROWS,
+        help="rows per index that wait_for_index builds (the indexer's GROUP_MAX_ROWS)",
+    )
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--root", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--result", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:
+        from lakevec.maintenance import indexer
+
+        indexer.GROUP_MAX_ROWS = args.group_rows
         cache = Path(args.cache)
         queries = synthetic("clustered", max(args.queries, 1000), seed=1)[: args.queries]
         best = np.load(cache / f"clustered-{args.child}-q{args.queries}-scale-truth.npy")
@@ -291,7 +301,7 @@ def main(argv: list[str] | None = None) -> dict:
         figures = run_size(rows, args, work)
         result["sizes"].append(figures)
         print(json.dumps({k: v for k, v in figures.items() if k != "memory_mib"}), flush=True)
-    result["extrapolated"] = extrapolate(result["sizes"])
+    result["extrapolated"] = extrapolate(result["sizes"], args.group_rows)
     write(result, args.out, report(result))
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
