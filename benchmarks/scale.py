@@ -239,7 +239,7 @@ def report(result: dict) -> str:
         hwm = max(p.get("VmHWM", 0) for p in mem.values())
         lines.append(
             f"| {s['rows']:,} | {s['ingest_s']:.1f} | {s['index_s']:.0f} | {s['indexes']} | {s['qps']:,.0f} | "
-            f"{s.get('qps_again', float('nan')):,.0f} | "
+            f"{s['qps_again']:,.0f} | "
             f"{s['recall']:.3f} | {s['min_recall']:.1f} | {s['disk_mb']:,.0f} ({s['disk_mb'] / s['raw_mb']:.2f}×) | "
             f"{anon:,.0f} | {file:,.0f} | {hwm:,.0f} |"
         )

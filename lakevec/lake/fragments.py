@@ -122,13 +122,12 @@ class FragmentData:
     def read_once(self, rows: np.ndarray) -> np.ndarray:
         """The vectors of ``rows`` (sorted, unique), contiguous, without keeping the fragment's
         in :data:`VECTORS`: a one-pass reader (an index build) must not leave the cache full of
-        vectors no query reads again (10M rows: 4 GiB held after the build)."""
+        vectors no query reads again (10M rows: 4 GiB held after the build). Every row: the
+        array itself (the caller only reads it); some: their copy."""
         loaded = VECTORS.peek(self.key)
         if loaded is None:
             loaded = self._load_embeddings()
-            if len(rows) == self.num_rows:  # every row: the fresh array itself, not a copy
-                return loaded
-        return np.ascontiguousarray(loaded[rows])
+        return loaded if len(rows) == self.num_rows else loaded[rows]
 
     def rows(self) -> np.ndarray | RowVectors:
         """What a few single rows are read from (``[row]`` of it is one vector): the loaded
