@@ -1,9 +1,10 @@
 """Ways to build the HNSW index of a large collection faster, measured on the index alone (raw
 usearch, int8 as lakevec builds it, vectors scaled as lakevec scales them): one graph at
-ef_construction 100 (lakevec's default, Chroma's), one graph at ef_construction 48, and four
-tiers of a quarter each searched as one usearch ``Indexes`` (what parallel tier builds give).
+ef_construction 100 (lakevec's default, Chroma's), one graph at ef_construction 48 or 64, and
+two or four tiers searched as one usearch ``Indexes`` (what parallel tier builds give).
 
-    python -m benchmarks build_options                          # clustered-1m
+    python -m benchmarks build_options                          # clustered-1m, every option
+    python -m benchmarks build_options --options 3,4            # options 3 and 4 only
     python -m benchmarks build_options --dataset clustered-10k --out /tmp/x   # a smoke run
 
 Recall@10 is after a float32 re-rank of the 80 candidates each search returns (lakevec's int8
@@ -28,6 +29,8 @@ POOL = 80
 OPTIONS = (
     ("one graph, ef_construction 100", 100, 1),
     ("one graph, ef_construction 48", 48, 1),
+    ("one graph, ef_construction 64", 64, 1),
+    ("2 tiers, ef_construction 100", 100, 2),
     ("4 tiers, ef_construction 100", 100, 4),
 )
 
@@ -70,6 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--dataset", default="clustered-1m")
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--options", help="comma-separated option numbers to run (1-based; default all)")
     parser.add_argument("--cache", default=str(CACHE))
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     args = parser.parse_args(argv)
@@ -78,7 +82,8 @@ def main(argv: list[str] | None = None) -> dict:
     rows, probes = quantized("l2", ds.vectors, scale), quantized("l2", ds.queries, scale)
     result = header("build_options", argv, dataset=args.dataset, rows=ds.n)
     result["options"] = []
-    for label, efc, tiers in OPTIONS:
+    chosen = [OPTIONS[int(i) - 1] for i in args.options.split(",")] if args.options else OPTIONS
+    for label, efc, tiers in chosen:
         size = -(-ds.n // tiers)
         parts, seconds = [], 0.0
         for t in range(tiers):
