@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -532,11 +533,21 @@ def test_filtered_recall_under_correlated_filters(space, monkeypatch):
     # the graph search for every filter (at this size brute force over the allowed rows is
     # cheaper, and the planner would take it); only a thin neighbourhood falls back to it
     monkeypatch.setattr("lakevec.read.query.prefer_exact", lambda *a: False)
+    probed = []
+    real_record = search_module.Neighbourhoods.record
+
+    def recording(self, thin, queries):
+        probed.append(self.probe)
+        real_record(self, thin, queries)
+
+    monkeypatch.setattr(search_module.Neighbourhoods, "record", recording)
     queries = clustered(40, dim, seed=11)
     for where, keep in [
         ({"near": {"$lt": 45}}, near < 45),
         ({"near": {"$gte": 60}}, near >= 60),
         ({"odd": 1}, np.arange(n) % 2 == 1),
+        ({"near": {"$lt": 10}}, near < 10),  # learns that the filter is correlated ...
+        ({"near": {"$lt": 10}}, near < 10),  # ... and probes each query first
     ]:
         rows = np.flatnonzero(keep)
         res = col.query(query_embeddings=queries, n_results=k, where=where, include=["distances"])
@@ -549,6 +560,36 @@ def test_filtered_recall_under_correlated_filters(space, monkeypatch):
             assert len(got) == k and keep[got].all()
             np.testing.assert_allclose(dists, np.sort(qd[np.searchsorted(rows, got)]), rtol=1e-3, atol=1e-3)
     assert sum(fallbacks) > 0  # some query's neighbourhood held too few allowed rows
+    assert probed[-1] and not any(probed[:3])  # only the correlated 10 % filter is probed
+
+
+def test_probe_plans_from_the_neighbourhood_it_measured():
+    """A probe searches at the unfiltered depth; a neighbourhood as dense as the whole index
+    plans as the filter does, a denser one shallower, and an empty one goes deeper at once
+    (here straight to brute force, a 10 % filter of 1M)."""
+    plan = search_module.Plan(1_000_000, 10, 100_000, ef_search=100, dim=384, int8=True)
+    probe = dataclasses.replace(plan, share=1.0, probe=True)
+    assert probe.ef == 100 and probe.count == 80 and not probe.exact
+    assert probe.after(allowed=60, fetched=80) is None  # dense: the probe's answer stands
+    uniform = probe.after(allowed=7, fetched=80)
+    assert uniform is not None and (uniform.share, uniform.ef, uniform.probe) == (plan.share, plan.ef, False)
+    near = probe.after(allowed=24, fetched=80)
+    assert near is not None and near.share == 0.3 and near.ef < plan.ef
+    far = probe.after(allowed=0, fetched=80)
+    assert far is not None and far.share == plan.share / 8 and far.exact
+
+
+def test_neighbourhoods_learn_a_correlated_filter():
+    seen = search_module.Neighbourhoods()
+    for _ in range(50):
+        seen.record(thin=0, queries=1)
+    seen.record(thin=1, queries=1)  # a rare thin neighbourhood: a uniform filter's bad luck
+    assert not seen.probe
+    for _ in range(5):
+        seen.record(thin=1, queries=1)
+    assert seen.probe
+    seen.record(thin=0, queries=40)  # a batch of dense neighbourhoods forgets the past
+    assert not seen.probe
 
 
 def test_filtered_plan_stops_at_the_bottom_of_the_index():

@@ -21,6 +21,7 @@ from lakevec.read.search import (
     GATHERED_TOTAL_BYTES,
     Hits,
     IndexSet,
+    Neighbourhoods,
     combined,
     exact_search,
     hnsw_search,
@@ -45,6 +46,7 @@ class Allowed:
         self.positions = positions
         self._gathered: tuple[tuple, tuple[np.ndarray, np.ndarray | None]] | None = None
         self._lock = threading.Lock()
+        self.neighbourhoods: dict[str, Neighbourhoods] = {}  # per index searched (its path)
 
     def exact_rows(self, snap: Snapshot, fragments: list[int]) -> np.ndarray:
         """Sorted positions of the allowed rows of ``fragments``."""
@@ -253,7 +255,8 @@ def _hnsw(
         rows = allowed.exact_rows(snap, fragments)
         return exact_search(snap, space, some, rows, k, allowed.gathered(snap, space, fragments, rows))
 
-    return hnsw_search(snap, space, index, group, queries, k, allowed.mask, matching, ef, exact)
+    seen = allowed.neighbourhoods.setdefault(group.path, Neighbourhoods())
+    return hnsw_search(snap, space, index, group, queries, k, allowed.mask, matching, ef, exact, seen)
 
 
 def query_result(snap: Snapshot, hits: Hits, include: list[str]) -> dict[str, Any]:

@@ -40,6 +40,10 @@ SCAN_SHARE = 0.2  # a fragment with this share of its rows allowed is searched i
 OVERSAMPLE = 2.5
 RERANK = 4  # re-rank up to RERANK * k candidates from an index
 RERANK_INT8 = 8  # ... and at least RERANK_INT8 * k from an int8 one
+#: a filter whose queries found a neighbourhood at most half as dense as the filter this often
+#: (a filter correlated with the vectors) first probes each query at the unfiltered depth
+PROBE_AT = 0.25
+PROBE_DEPTH = 4  # ... when the filter's first plan searches at least this many times deeper
 
 
 @dataclass
@@ -203,6 +207,26 @@ def keys_to_positions(group: Group, keys: np.ndarray) -> np.ndarray:
     return np.where(ok, group.offsets[idx_c] + within, -1)
 
 
+class Neighbourhoods:
+    """How often one filter's queries of one index found the rows near them at most half as
+    dense in allowed rows as the filter is over the whole index (a moving average over its last
+    ~10 queries). A filter correlated with the vectors does this for most queries: a query on
+    the far side of it pays a deep graph search that finds nothing before brute force answers
+    it. Such a filter's queries first search at the unfiltered depth (a probe, ~1/5 of the deep
+    search at a 10 % filter) and plan from what that finds."""
+
+    def __init__(self) -> None:
+        self.thin = 0.0
+
+    @property
+    def probe(self) -> bool:
+        return self.thin >= PROBE_AT
+
+    def record(self, thin: int, queries: int) -> None:
+        old = 0.9**queries
+        self.thin = old * self.thin + (1 - old) * thin / queries
+
+
 def hnsw_search(
     snap: Snapshot,
     space: str,
@@ -214,17 +238,23 @@ def hnsw_search(
     matching: int,
     ef: int,
     exact: Callable[[np.ndarray], Hits] | None = None,
+    seen: Neighbourhoods | None = None,
 ) -> Hits:
     """HNSW that filters its candidates, planned per query from the share of rows the filter
     keeps *near that query* (:class:`Plan`): first the index-wide share, then the share seen
     among the query's candidates. A query whose neighbourhood keeps fewer rows than planned is
     searched again deeper, or by ``exact`` (brute force over the allowed rows) once that is
-    cheaper."""
+    cheaper. ``seen`` keeps how often that happens for this filter; when it is most queries,
+    each query is first probed at the unfiltered depth instead (:class:`Neighbourhoods`)."""
     total = len(index)
     nq = len(queries)
     # the caller chose the graph for this plan (prefer_exact): every query starts there
-    plans = [Plan(total, k, matching, ef, queries.shape[1], group.scale is not None)] * nq
-    keep = plans[0].keep
+    first = Plan(total, k, matching, ef, queries.shape[1], group.scale is not None)
+    keep = first.keep
+    if seen is not None and seen.probe and first.ef >= PROBE_DEPTH * ef:
+        first = dataclasses.replace(first, share=1.0, probe=True)
+    plans = [first] * nq
+    thin = 0
     probes = quantized(space, queries, group.scale)
     candidates = [np.zeros(0, dtype=np.int64)] * nq
     pending = list(range(nq))
@@ -244,11 +274,15 @@ def hnsw_search(
             pos = keys_to_positions(group, keys.astype(np.int64))
             pos = pos[(pos >= 0) & allowed[np.maximum(pos, 0)]]
             candidates[q] = pos[:keep]
+            if plans[q] is first:
+                thin += len(pos) < first.base / 2 * len(keys) and len(keys) < total
             plan = plans[q].after(len(pos), len(keys))
             if plan is not None:
                 plans[q] = plan
                 (brute if plan.exact else still).append(q)
         pending = still
+    if seen is not None:
+        seen.record(thin, nq)
     positions = np.full((nq, keep), -1, dtype=np.int64)
     for q, pos in enumerate(candidates):
         positions[q, : len(pos)] = pos
@@ -281,7 +315,8 @@ class Plan:
     index-wide ``matching / total``). A graph search that drops the candidates a filter rejects
     keeps its recall if it explores about ``ef`` *allowed* candidates, so it runs at
     ``ef / share`` and fetches ``k * OVERSAMPLE / share`` candidates; once that costs more than
-    brute force over the matching rows, the query is searched exactly instead."""
+    brute force over the matching rows, the query is searched exactly instead. A ``probe``
+    searches at share 1 (the unfiltered depth) only to measure the query's neighbourhood."""
 
     total: int
     k: int
@@ -290,10 +325,16 @@ class Plan:
     dim: int
     int8: bool
     share: float = -1.0
+    probe: bool = False
 
     def __post_init__(self) -> None:
         if self.share < 0:
-            object.__setattr__(self, "share", max(self.matching, 1) / max(self.total, 1))
+            object.__setattr__(self, "share", self.base)
+
+    @property
+    def base(self) -> float:
+        """The share of the index's rows that pass the filter."""
+        return max(self.matching, 1) / max(self.total, 1)
 
     @property
     def keep(self) -> int:
@@ -327,6 +368,9 @@ class Plan:
         seen = allowed / max(fetched, 1)
         if fetched >= self.total or (allowed >= min(self.k, self.matching) and seen >= self.share / 2):
             return None
+        if self.probe:  # as dense as the whole index (or denser): plan on that; sparser: deeper
+            share = max(seen, self.base) if seen >= self.base / 2 else max(seen, self.base / 8)
+            return dataclasses.replace(self, share=share, probe=False)
         deeper = dataclasses.replace(self, share=min(self.share / 2, max(seen, self.share / 8)))
         if (deeper.count, deeper.ef) == (self.count, self.ef) and not deeper.exact:
             return None  # already as deep as the index goes (a graph that returns fewer keys)
