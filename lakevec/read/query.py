@@ -47,18 +47,26 @@ class Allowed:
         self._gathered: tuple[tuple, tuple[np.ndarray, np.ndarray | None]] | None = None
         self._lock = threading.Lock()
         self.neighbourhoods: dict[str, Neighbourhoods] = {}  # per index searched (its path)
+        self._exact_rows: tuple[tuple[int, ...], np.ndarray] | None = None
 
     def exact_rows(self, snap: Snapshot, fragments: list[int]) -> np.ndarray:
         """Sorted positions of the allowed rows of ``fragments``."""
         if self.positions is None:  # every live row: the fragments' live rows
             rows = positions_of(snap, fragments)
             return rows[self.mask[rows]]
+        key = tuple(fragments)
+        last = self._exact_rows  # a local: another thread may replace it
+        if last is not None and last[0] == key:
+            return last[1]  # a repeated filter asks for the same fragments' rows every query
         wanted = set(fragments)
         every = snap.runs(self.positions)
         runs = [(a, b) for f, a, b in every if f in wanted]
         if len(runs) == len(every):
-            return self.positions
-        return np.concatenate([self.positions[a:b] for a, b in runs]) if runs else self.positions[:0]
+            rows = self.positions
+        else:
+            rows = np.concatenate([self.positions[a:b] for a, b in runs]) if runs else self.positions[:0]
+        self._exact_rows = (key, rows)
+        return rows
 
     def gathered(
         self, snap: Snapshot, space: str, fragments: list[int], rows: np.ndarray
