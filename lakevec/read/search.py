@@ -275,7 +275,7 @@ def hnsw_search(
             pos = pos[(pos >= 0) & allowed[np.maximum(pos, 0)]]
             candidates[q] = pos[:keep]
             if plans[q] is first:
-                thin += len(pos) < first.base / 2 * len(keys) and len(keys) < total
+                thin += first.thin(len(pos), len(keys))
             plan = plans[q].after(len(pos), len(keys))
             if plan is not None:
                 plans[q] = plan
@@ -361,6 +361,11 @@ class Plan:
         exact_ms = self.matching * self.dim * (GATHERED_NS if gathered else EXACT_NS)
         return exact_ms < hnsw_ms(self.dim, self.ef / self.ef_search)
 
+    def thin(self, allowed: int, fetched: int) -> bool:
+        """A search that fetched ``fetched`` candidates (not the whole index) found under half
+        the filter's index-wide share of them allowed."""
+        return fetched < self.total and allowed / max(fetched, 1) < self.base / 2
+
     def after(self, allowed: int, fetched: int) -> Plan | None:
         """The next plan once a search fetched ``fetched`` candidates of which ``allowed`` pass:
         None if the answer stands (enough allowed, from a neighbourhood at least half as
@@ -369,7 +374,7 @@ class Plan:
         if fetched >= self.total or (allowed >= min(self.k, self.matching) and seen >= self.share / 2):
             return None
         if self.probe:  # as dense as the whole index (or denser): plan on that; sparser: deeper
-            share = max(seen, self.base) if seen >= self.base / 2 else max(seen, self.base / 8)
+            share = max(seen, self.base / 8) if self.thin(allowed, fetched) else max(seen, self.base)
             return dataclasses.replace(self, share=share, probe=False)
         deeper = dataclasses.replace(self, share=min(self.share / 2, max(seen, self.share / 8)))
         if (deeper.count, deeper.ef) == (self.count, self.ef) and not deeper.exact:
