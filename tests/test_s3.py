@@ -86,36 +86,37 @@ COLD_QUERY = """
 import json, sys, time
 import boto3, botocore, numpy as np
 import lakevec
-from lakevec.lake import storage as storage_module
+from lakevec.lake import fragments, storage as storage_module
 
 counts = {"requests": 0}
 
 def count(request, **kwargs):
     counts["requests"] += 1
-    counts.setdefault("log", []).append(request.method + " " + request.url.split("/", 3)[-1])
+    line = request.method + " " + request.url.split("/", 3)[-1] + " " + str(request.headers.get("Range"))
+    counts.setdefault("log", []).append(line)
 
+fragments.TAIL_BYTES = 4096  # the test's fragments are small: read their tails alone
 col = lakevec.PersistentClient(sys.argv[1]).get_collection("docs", embedding_function=None)
 fs = col._engine.storage.fs
 fs.s3.meta.events.register("before-send.s3", count)  # every HTTP request s3fs makes
 q = np.random.default_rng(1).random((1, 8), dtype=np.float32)
 first = col.query(query_embeddings=q, n_results=5)
-index_in_first = any("/index/" in line for line in list(counts.get("log", [])))
+log = list(counts.get("log", []))
 engine = col._engine
-index = engine.cache.path(engine.snapshot().manifest.fragments[0].index)
-# the index downloads in the background once the first query answered: wait for it however
-# long it takes (the subprocess timeout bounds a hang)
-while not engine.storage.cache.peek(engine.storage._cache_key(index)):
+# the fragments download in the background once the first query answered: wait for them
+# however long it takes (the subprocess timeout bounds a hang)
+while any(f.ranged is not None for f in engine.snapshot().fragments):
     time.sleep(0.05)
 after_first = counts["requests"]
 second = col.query(query_embeddings=q, n_results=5, where={"group": {"$gte": 2}})
-out = {"first": after_first, "second": counts["requests"] - after_first, "index_in_first": index_in_first,
+out = {"first": after_first, "second": counts["requests"] - after_first, "first_log": log,
        "ids": first["ids"], "misses": col._engine.storage.cache.misses, "log": counts.get("log")}
 print(json.dumps(out))
 """
 
 
 def test_cold_process_queries_then_serves_from_cache(s3_root, tmp_path):
-    col = _fill(s3_root)
+    col = _fill(s3_root, n=12_000)  # past the rows a query searches exactly (~7,800)
     col.wait_for_index()
     expected = col.query(
         query_embeddings=np.random.default_rng(1).random((1, 8), dtype=np.float32), n_results=5
@@ -128,8 +129,13 @@ def test_cold_process_queries_then_serves_from_cache(s3_root, tmp_path):
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["ids"] == expected["ids"]
     assert got["misses"] > 0 and got["first"] > 0
-    # the first answer came from the fragments' vectors (exact): the index was fetched after it
-    assert not got["index_in_first"]
+    # the first answer read the index and, of the fragments, byte ranges only: no data file
+    # was copied before it (the copies are made after it)
+    data_gets = [line.rsplit("=", 1)[-1].strip("'") for line in got["first_log"] if line.startswith("GET") and ".parquet" in line]
+    assert data_gets and all(not r.startswith("0-") and r != "None" for r in data_gets), data_gets
+    # candidates' vectors came by row: 8 float32 values a range
+    assert any(int(r.split("-")[1]) - int(r.split("-")[0]) + 1 == 32 for r in data_gets)
+    assert any("/index/" in line for line in got["first_log"])
     # a second query needs only the freshness probe of the manifest log: one HEAD request
     assert got["second"] <= 1, got["log"][-4:]
     # a second cold process sharing the cache directory downloads no data file again

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lakevec.lake.manifest import MetadataField
+from lakevec.lake.vectors import ONE_PAGE_PER_ROW_GROUP, VECTOR_PAGES_KEY
 from lakevec.types import SparseVector
 
 SCALAR_TYPES: dict[str, pa.DataType] = {
@@ -37,6 +38,7 @@ SPARSE_ARROW = pa.struct(
     ]
 )
 ARROW_TYPES["sparse"] = SPARSE_ARROW
+ROW_GROUP_ROWS = 8 * 1024
 META_PREFIX = "m:"  # flattened metadata columns in memory: "m:<field name>"
 
 
@@ -87,15 +89,24 @@ BULK_POOL = _bulk_pool()
 def write_parquet(table: pa.Table, sink: pa.NativeFile) -> None:
     # zstd gains ~9% on float vectors for 2x the write time; text and metadata compress well
     compression = {name: "none" if name == "embedding" else "zstd" for name in table.column_names}
+    table = required_vectors(table)
+    i = table.schema.get_field_index("embedding")
+    if i >= 0 and not table.schema.field(i).nullable:
+        # one page per row group: a remote reader locates a row's vector from the footer alone
+        # (lake/vectors.py, RangedVectors), with no page header to fetch first
+        table = table.replace_schema_metadata(
+            {**(table.schema.metadata or {}), VECTOR_PAGES_KEY: ONE_PAGE_PER_ROW_GROUP}
+        )
     pq.write_table(
-        required_vectors(table),
+        table,
         sink,
         compression=compression,
         use_dictionary=False,
         write_statistics=["id", "_seq"],
         # the writer holds about two copies of a row group's vectors (values and levels):
         # 8k rows keep that near 25 MB per writer thread instead of 120 MB, at the same speed
-        row_group_size=8 * 1024,
+        row_group_size=ROW_GROUP_ROWS,
+        data_page_size=1 << 30,  # above any row group's vectors (8k x 4,096 floats: 128 MiB)
         memory_pool=BULK_POOL,
     )
 

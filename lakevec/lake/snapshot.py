@@ -19,7 +19,7 @@ from lakevec.lake.schema import (
     numbers,
     strings,
 )
-from lakevec.lake.vectors import RowVectors
+from lakevec.lake.vectors import RowVectors, take_ranged
 
 _BASE_COLUMNS = ("id", "document", "uri", "_seq")
 
@@ -34,6 +34,7 @@ class Snapshot:
         self.dead = [cache.dead_rows(e) for e in manifest.fragments]
         sizes = [f.num_rows for f in self.fragments]
         self.offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64)
+        self._ranged = any(f.ranged is not None for f in self.fragments)
 
     @property
     def version(self) -> int:
@@ -179,6 +180,10 @@ class Snapshot:
         return [META_PREFIX + f.name for f in self.manifest.fields]
 
     def embeddings(self, positions: np.ndarray) -> np.ndarray:
+        if self._ranged:
+            self._ranged = any(f.ranged is not None for f in self.fragments)
+            if self._ranged:
+                return self._embeddings_by_range(positions)
         if len(self.fragments) == 1:
             return self.fragments[0].take(positions)
         dim = self.manifest.dimension or 0
@@ -201,6 +206,24 @@ class Snapshot:
         ordered = positions[order]
         for i, a, b in self.runs(ordered):
             out[order[a:b]] = self.fragments[i].take(ordered[a:b] - self.offsets[i])
+        return out
+
+    def _embeddings_by_range(self, positions: np.ndarray) -> np.ndarray:
+        """:meth:`embeddings` while some fragments are remote files not copied yet: the rows
+        of all of those in one batch of ranged GETs (a query's candidates span many files)."""
+        frag, rows = self.locate(positions)
+        out = np.empty((len(positions), self.manifest.dimension or 0), dtype=np.float32)
+        parts, slots = [], []
+        for f in np.unique(frag).tolist():
+            chosen = np.flatnonzero(frag == f)
+            ranged = self.fragments[f].by_range(len(chosen))
+            if ranged is None:
+                out[chosen] = self.fragments[f].take(rows[chosen])
+            else:
+                parts.append((ranged, rows[chosen]))
+                slots.append(chosen)
+        for chosen, vectors in zip(slots, take_ranged(parts)):
+            out[chosen] = vectors
         return out
 
 

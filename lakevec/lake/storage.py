@@ -28,6 +28,7 @@ from lakevec.lake.cache import FileCache
 _MEMORY_LOCK = threading.Lock()
 WRITE_CHUNK = 8 << 20
 FETCH_CHUNK = 256 << 20  # bounds the memory a download holds
+RANGE_CHUNK = 16 << 20  # one GET of a large file downloaded in ranges
 FETCHERS = 8  # downloads at once: one GET is bound by the server's per-request speed
 _FETCH_POOL: ThreadPoolExecutor | None = None
 
@@ -173,23 +174,50 @@ class Storage:
         key = self._cache_key(path)
         return self.cache.peek(key) is None and not self.cache.fetching(key)
 
+    def is_cached(self, path: str) -> bool:
+        """Whether the immutable file ``path`` can be read without a download now (always on
+        local and memory roots; on a remote one, when its copy is in the file cache)."""
+        if self.local or self.cache is None:
+            return True
+        return self.cache.peek(self._cache_key(path)) is not None
+
     def _download(self, path: str, target: str) -> None:
-        """Copy a remote file in open-ended GETs of at most FETCH_CHUNK bytes: one request for
-        most files (s3fs's get_file asks for the size with a GET of its own, then ranges;
-        measured 3.5x slower against moto)."""
+        """Copy a remote file: one GET for a file of up to RANGE_CHUNK bytes; a larger one in
+        ranges of RANGE_CHUNK requested side by side, FETCH_CHUNK bytes at a time (one GET is
+        bound by the server's per-request speed: a 532 MB index took 1.7 s as one GET and 0.65
+        s as 16 MB ranges from a local S3 server)."""
         with open(target, "wb") as out:
-            start = 0
-            while True:
-                try:
-                    data = self.fs.cat_file(path, start=start, end=start + FETCH_CHUNK)
-                except OSError:
-                    if start == 0:
-                        raise
-                    break  # the size was a multiple of the chunk: the range is past the end
-                out.write(data)
-                if len(data) < FETCH_CHUNK:
-                    break
-                start += FETCH_CHUNK
+            try:
+                data = self.fs.cat_file(path, start=0, end=RANGE_CHUNK)
+            except FileNotFoundError:
+                raise
+            except OSError:  # e.g. a range on an empty object
+                data = self.fs.cat_file(path)
+            out.write(data)
+            if len(data) < RANGE_CHUNK:
+                return
+            size = self.size(path)
+            starts = list(range(RANGE_CHUNK, size, RANGE_CHUNK))
+            step = max(1, FETCH_CHUNK // RANGE_CHUNK)
+            for i in range(0, len(starts), step):
+                batch = starts[i : i + step]
+                ends = [min(size, start + RANGE_CHUNK) for start in batch]
+                for part in self.read_ranges([path] * len(batch), batch, ends):
+                    out.write(part)
+
+    def read_ranges(self, paths: list[str], starts: list[int], ends: list[int]) -> list[bytes]:
+        """Bytes ``[start, end)`` of each file; on an object store the GETs run side by side."""
+        if self.local:
+            out = []
+            for path, start, end in zip(paths, starts, ends):
+                with open(path, "rb") as f:
+                    f.seek(start)
+                    out.append(f.read(end - start))
+            return out
+        parts = self.fs.cat_ranges(paths, starts, ends, on_error="raise")
+        if len(parts) != len(paths) or any(len(p) != e - s for p, s, e in zip(parts, starts, ends)):
+            raise OSError(f"short read of {paths[0]} and others")
+        return parts
 
     def prefetch(self, paths: Iterable[str]) -> list[Future]:
         """Start copying remote immutable files into the cache side by side (nothing to do on a

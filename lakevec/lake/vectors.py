@@ -17,7 +17,7 @@ from __future__ import annotations
 import bisect
 import mmap
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -227,3 +227,85 @@ def _page_map(view: mmap.mmap, metadata: pq.FileMetaData, column: str) -> tuple[
             raise _Unsupported("rows and values disagree")
         row += group_rows
     return np.asarray(starts, dtype=np.int64), np.asarray(first, dtype=np.int64), dim
+
+
+#: Parquet key-value metadata of fragments whose every row group holds its vectors in one
+#: uncompressed PLAIN page (``lake/schema.py`` writes them so): a row's bytes then end a known
+#: distance before its column chunk ends, located from the footer alone
+VECTOR_PAGES_KEY = b"lakevec.vector_pages"
+ONE_PAGE_PER_ROW_GROUP = b"1"
+
+ReadRanges = Callable[[list[str], list[int], list[int]], list[bytes]]
+
+
+class RangedVectors:
+    """Rows' vectors of a remote fragment file, read as byte ranges (a row is ``4 * dim``
+    bytes at a place the footer tells), for a process that has not copied the file yet."""
+
+    def __init__(
+        self, read: ReadRanges, path: str, ends: np.ndarray, first_rows: np.ndarray, dim: int
+    ) -> None:
+        self.read = read
+        self.path = path
+        self._ends = ends  # byte offset where each row group's vector chunk ends
+        self._first = first_rows  # first row of each row group, and the row count last
+        self.dim = dim
+
+    @classmethod
+    def from_footer(
+        cls, metadata: pq.FileMetaData, read: ReadRanges, path: str, column: str = "embedding"
+    ) -> RangedVectors | None:
+        """The reader for a file laid out for it (see :data:`VECTOR_PAGES_KEY`), else None."""
+        if (metadata.metadata or {}).get(VECTOR_PAGES_KEY) != ONE_PAGE_PER_ROW_GROUP:
+            return None
+        dim = getattr(metadata.schema.to_arrow_schema().field(column).type, "list_size", 0)
+        ends, first, row = [], [0], 0
+        for g in range(metadata.num_row_groups):
+            group = metadata.row_group(g)
+            chunk = next(
+                group.column(j)
+                for j in range(group.num_columns)
+                if group.column(j).path_in_schema.split(".")[0] == column
+            )
+            if (
+                chunk.compression != "UNCOMPRESSED"
+                or chunk.physical_type != "FLOAT"
+                or chunk.has_dictionary_page
+            ):
+                return None
+            ends.append(chunk.data_page_offset + chunk.total_compressed_size)
+            row += group.num_rows
+            first.append(row)
+        if not dim or not ends:
+            return None
+        return cls(read, path, np.asarray(ends, dtype=np.int64), np.asarray(first, dtype=np.int64), dim)
+
+    def starts(self, rows: np.ndarray) -> np.ndarray:
+        """Byte offset of each row's vector: its page's values end the column chunk."""
+        group = np.searchsorted(self._first, rows, side="right") - 1
+        return self._ends[group] - (self._first[group + 1] - rows) * (4 * self.dim)
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        return take_ranged([(self, np.asarray(rows, dtype=np.int64))])[0]
+
+
+def take_ranged(parts: list[tuple[RangedVectors, np.ndarray]]) -> list[np.ndarray]:
+    """The vectors of each (file, rows) pair, every row one range of one side-by-side request
+    batch (a query's candidates spread over many files)."""
+    if not parts:
+        return []
+    paths: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    for reader, rows in parts:
+        first = reader.starts(rows).tolist()
+        paths += [reader.path] * len(first)
+        starts += first
+        ends += [s + 4 * reader.dim for s in first]
+    data = parts[0][0].read(paths, starts, ends)
+    out, i = [], 0
+    for reader, rows in parts:
+        chunk = b"".join(data[i : i + len(rows)])
+        out.append(np.frombuffer(chunk, dtype=np.float32).reshape(len(rows), reader.dim))
+        i += len(rows)
+    return out
