@@ -38,16 +38,18 @@ SETTLE_S = 5  # after the build freed gigabytes, the VM's kernel works in the ba
 
 @contextlib.contextmanager
 def moto_s3():
-    """moto's S3 server in its own process on a free 127.0.0.1 port, with ``BUCKET`` created:
-    yields the environment that points boto at it and an s3fs filesystem."""
+    """moto's S3 server in its own process on a free 127.0.0.1 port, serving ranged GETs as
+    S3 does (``benchmarks/moto_ranges.py``), with ``BUCKET`` created: yields the environment
+    that points boto at it and an s3fs filesystem."""
     import boto3
     import s3fs
 
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "benchmarks.moto_ranges", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        cwd=Path(__file__).resolve().parent.parent,
     )
     endpoint = f"http://127.0.0.1:{port}"
     env = dict(
@@ -187,6 +189,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--child", nargs=3, metavar=("ROOT", "DIM", "CACHE_DIR"))
     parser.add_argument("--build", nargs=3, metavar=("DIR", "N", "DIM"))
     parser.add_argument("--cold-runs", type=int, default=COLD_RUNS)
+    parser.add_argument("--keep", help="build the local collection here, or reuse the one built there")
     parser.add_argument(
         "--settle", type=float, default=SETTLE_S, help="seconds of quiet before each cold run"
     )
@@ -202,14 +205,15 @@ def main(argv: list[str] | None = None) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="lakevec-s3-"))
     try:
         with moto_s3() as (env, fs):
-            local = tmp / "local"
-            # built in a process of its own, so nothing the build leaves in this one (gigabytes of
-            # memory, threads) sits beside the timed runs
-            subprocess.run(
-                [sys.executable, __file__, "--build", str(local), str(args.n), str(args.dim)],
-                check=True,
-                env=env,
-            )
+            local = Path(args.keep) if args.keep else tmp / "local"
+            if not local.exists():
+                # built in a process of its own, so nothing the build leaves in this one
+                # (gigabytes of memory, threads) sits beside the timed runs
+                subprocess.run(
+                    [sys.executable, __file__, "--build", str(local), str(args.n), str(args.dim)],
+                    check=True,
+                    env=env,
+                )
             start = time.perf_counter()
             upload(fs, local, f"{BUCKET}/root")
             result["upload_s"] = round(time.perf_counter() - start, 2)

@@ -131,7 +131,11 @@ def test_cold_process_queries_then_serves_from_cache(s3_root, tmp_path):
     assert got["misses"] > 0 and got["first"] > 0
     # the first answer read the index and, of the fragments, byte ranges only: no data file
     # was copied before it (the copies are made after it)
-    data_gets = [line.rsplit("=", 1)[-1].strip("'") for line in got["first_log"] if line.startswith("GET") and ".parquet" in line]
+    data_gets = [
+        line.rsplit("=", 1)[-1].strip("'")
+        for line in got["first_log"]
+        if line.startswith("GET") and ".parquet" in line
+    ]
     assert data_gets and all(not r.startswith("0-") and r != "None" for r in data_gets), data_gets
     # candidates' vectors came by row: 8 float32 values a range
     assert any(int(r.split("-")[1]) - int(r.split("-")[0]) + 1 == 32 for r in data_gets)

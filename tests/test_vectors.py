@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lakevec.lake.schema import embeddings_of, write_parquet
-from lakevec.lake.vectors import RowVectors
+from lakevec.lake.storage import Storage
+from lakevec.lake.vectors import RangedVectors, RowVectors, take_ranged
 
 
 def fragment(path, n: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -46,6 +47,12 @@ def test_take_matches_a_full_read(tmp_path_factory, n, dim, seed):
     np.testing.assert_array_equal(reader.take(rows), emb[rows])
     np.testing.assert_array_equal(reader.all(), emb)
     np.testing.assert_array_equal(embeddings_of(pq.read_table(path)), emb)
+    # a remote reader locates the same rows from the footer alone, as byte ranges
+    ranged = RangedVectors.from_footer(
+        pq.read_metadata(path), Storage(str(path.parent)).read_ranges, str(path)
+    )
+    assert ranged is not None
+    np.testing.assert_array_equal(ranged.take(rows), emb[rows])
 
 
 @pytest.mark.parametrize(
@@ -66,6 +73,35 @@ def test_other_layouts_are_refused_not_misread(tmp_path, options):
     path = tmp_path / "f.parquet"
     pq.write_table(pa.table({"embedding": column}), path, **options)
     assert RowVectors.open(str(path)) is None
+    assert (
+        RangedVectors.from_footer(pq.read_metadata(path), Storage(str(tmp_path)).read_ranges, str(path))
+        is None
+    )
+
+
+def test_ranged_rows_of_many_files_in_one_batch(tmp_path):
+    """A query's candidates spread over files come back in the order asked, each file's rows
+    located by its own footer; a file not written with one vector page per row group (pyarrow's
+    default pages) gets no ranged reader."""
+    storage = Storage(str(tmp_path))
+    files = []
+    for i, n in enumerate([20_000, 3, 9_000]):
+        emb = fragment(tmp_path / f"{i}.parquet", n, 16, seed=i)
+        reader = RangedVectors.from_footer(
+            pq.read_metadata(tmp_path / f"{i}.parquet"), storage.read_ranges, str(tmp_path / f"{i}.parquet")
+        )
+        files.append((reader, emb))
+    rng = np.random.default_rng(3)
+    asked = [(reader, rng.integers(0, len(emb), 40)) for reader, emb in files]
+    for (_, emb), (_, rows), got in zip(files, asked, take_ranged(asked)):
+        np.testing.assert_array_equal(got, emb[rows])
+    emb = np.ones((10, 4), dtype=np.float32)
+    plain = pa.table({"embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), 4)})
+    pq.write_table(plain, tmp_path / "plain.parquet", compression="none")
+    assert (
+        RangedVectors.from_footer(pq.read_metadata(tmp_path / "plain.parquet"), storage.read_ranges, "x")
+        is None
+    )
 
 
 def test_garbage_is_refused(tmp_path):

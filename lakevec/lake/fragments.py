@@ -309,21 +309,28 @@ class FragmentCache:
         parts = self.storage.read_ranges(
             [paths[i] for i, _, _ in wanted], [a for _, a, _ in wanted], [b for _, _, b in wanted]
         )
-        buffers = []
-        for size, tail, end in zip(sizes, tails, ends):
-            buffer = pa.allocate_buffer(size)  # untouched pages stay unallocated
-            memoryview(buffer).cast("B")[tail:size] = end
-            buffers.append(buffer)
-        for (i, a, b), part in zip(wanted, parts):
-            memoryview(buffers[i]).cast("B")[a:b] = part
-        for entry, path, footer, buffer in zip(entries, paths, footers, buffers):
+        pieces: dict[int, list[tuple[int, bytes]]] = {}
+        for (i, a, _), part in zip(wanted, parts):
+            pieces.setdefault(i, []).append((a, part))
+        laid_out_otherwise = []
+        for i, (entry, path, footer) in enumerate(zip(entries, paths, footers)):
+            buffer = pa.allocate_buffer(sizes[i])  # pages never written stay unallocated
+            view = memoryview(buffer).cast("B")
+            for a, part in [(tails[i], ends[i]), *pieces.get(i, [])]:
+                view[a : a + len(part)] = part
             try:
                 parquet = pq.ParquetFile(pa.BufferReader(buffer), metadata=footer)
                 table = parquet.read(columns=[c for c in parquet.schema_arrow.names if c != "embedding"])
             except (pa.ArrowException, ValueError) as exc:
                 raise corrupt(path, "fragment", exc) from None
+            del view, buffer
             ranged = RangedVectors.from_footer(footer, self.storage.read_ranges, path)
+            if ranged is None:
+                laid_out_otherwise.append(path)
             self._add(entry, path, table, ranged)
+        # a file whose rows cannot be located from its footer is copied now, side by side
+        for future in self.storage.prefetch(laid_out_otherwise):
+            future.result()
 
     def download_rest(self) -> None:
         """Start copying, in the background, the files read in part; a fragment's rows are
