@@ -82,7 +82,7 @@ class VectorCache:
 
 VECTORS = VectorCache(int(os.environ.get("LAKEVEC_VECTOR_CACHE_BYTES", 4 << 30)))
 _KEYS = itertools.count()
-TAIL_BYTES = 1 << 20  # a fragment footer and the columns after its last vectors, one GET
+TAIL_BYTES = 256 << 10  # a fragment footer and the columns after its last vectors, one GET
 SPARSE_ROWS = 256  # at most this many rows (or 1/8 of a fragment) are read without loading it
 
 

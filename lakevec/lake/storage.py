@@ -166,14 +166,6 @@ class Storage:
             return None
         return self.cache.get(self._cache_key(path), lambda tmp: self._download(path, tmp))
 
-    def not_cached(self, path: str) -> bool:
-        """Whether reading the immutable remote file ``path`` would download it (it is neither
-        in the file cache nor on its way there); False on local and memory roots."""
-        if self.local or self.cache is None:
-            return False
-        key = self._cache_key(path)
-        return self.cache.peek(key) is None and not self.cache.fetching(key)
-
     def is_cached(self, path: str) -> bool:
         """Whether the immutable file ``path`` can be read without a download now (always on
         local and memory roots; on a remote one, when its copy is in the file cache)."""
