@@ -181,6 +181,18 @@ class RowVectors:
         return window
 
 
+def _plain_chunk(group: pq.RowGroupMetaData, column: str) -> pq.ColumnChunkMetaData | None:
+    """The row group's chunk of ``column`` if it holds uncompressed float values, else None."""
+    chunk = next(
+        group.column(j)
+        for j in range(group.num_columns)
+        if group.column(j).path_in_schema.split(".")[0] == column
+    )
+    if chunk.compression != "UNCOMPRESSED" or chunk.physical_type != "FLOAT" or chunk.has_dictionary_page:
+        return None
+    return chunk
+
+
 def _page_map(view: mmap.mmap, metadata: pq.FileMetaData, column: str) -> tuple[np.ndarray, np.ndarray, int]:
     kind = metadata.schema.to_arrow_schema().field(column).type
     dim = getattr(kind, "list_size", 0)
@@ -191,12 +203,8 @@ def _page_map(view: mmap.mmap, metadata: pq.FileMetaData, column: str) -> tuple[
     row = 0
     for g in range(metadata.num_row_groups):
         group = metadata.row_group(g)
-        chunk = next(
-            group.column(j)
-            for j in range(group.num_columns)
-            if group.column(j).path_in_schema.split(".")[0] == column
-        )
-        if chunk.compression != "UNCOMPRESSED" or chunk.physical_type != "FLOAT" or chunk.has_dictionary_page:
+        chunk = _plain_chunk(group, column)
+        if chunk is None:
             raise _Unsupported("compressed or dictionary-encoded")
         offset, end = chunk.data_page_offset, chunk.data_page_offset + chunk.total_compressed_size
         group_rows = 0
@@ -262,16 +270,8 @@ class RangedVectors:
         ends, first, row = [], [0], 0
         for g in range(metadata.num_row_groups):
             group = metadata.row_group(g)
-            chunk = next(
-                group.column(j)
-                for j in range(group.num_columns)
-                if group.column(j).path_in_schema.split(".")[0] == column
-            )
-            if (
-                chunk.compression != "UNCOMPRESSED"
-                or chunk.physical_type != "FLOAT"
-                or chunk.has_dictionary_page
-            ):
+            chunk = _plain_chunk(group, column)
+            if chunk is None:
                 return None
             ends.append(chunk.data_page_offset + chunk.total_compressed_size)
             row += group.num_rows
