@@ -16,10 +16,13 @@ import io
 import re
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
+
+if TYPE_CHECKING:  # imported where used: a process that only queries vectors never needs it
+    import polars as pl
 
 # bm25s's and scikit-learn's default token pattern; Rust's regex engine (Polars') is Unicode-aware
 _TERM = r"\w\w+"
@@ -28,6 +31,8 @@ _QUERY_TERM = re.compile(_TERM)
 
 def tokens(texts: pa.Array | pa.ChunkedArray) -> pl.DataFrame:
     """``row`` and ``term`` of every term of ``texts``, in row order (null texts have none)."""
+    import polars as pl
+
     series = pl.Series(texts) if len(texts) else pl.Series([], dtype=pl.String)
     terms = series.cast(pl.String).str.to_lowercase().str.extract_all(_TERM)
     frame = pl.DataFrame({"term": terms}).with_row_index("row")
@@ -42,6 +47,8 @@ def query_terms(text: str) -> list[str]:
 
 def term_hashes(terms: list[str] | pl.Series) -> np.ndarray:
     """64-bit hashes of terms, stable within a process (never stored)."""
+    import polars as pl
+
     return pl.Series(terms, dtype=pl.String).hash(seed=0).to_numpy()
 
 
@@ -55,6 +62,8 @@ class Postings:
 
     @staticmethod
     def build(texts: pa.Array | pa.ChunkedArray) -> Postings:
+        import polars as pl
+
         n = len(texts)
         frame = tokens(texts)
         # per term, its distinct rows (ascending: the frame is in row order) and their counts
@@ -77,6 +86,8 @@ class Postings:
         """The terms' hashes sorted, and the term of each: built once per process (Polars'
         hash is stable within one), so a lookup is a binary search, not a hash table of
         every term per query (pyarrow's index_in: 2 ms for 20k terms)."""
+        import polars as pl
+
         hashes = term_hashes(pl.Series(self.terms)) if len(self.terms) else np.zeros(0, np.uint64)
         order = np.argsort(hashes, kind="stable")
         return hashes[order], order
