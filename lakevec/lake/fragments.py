@@ -120,10 +120,10 @@ class FragmentData:
         loaded = VECTORS.peek(self.key)
         if loaded is not None:
             return loaded[rows]
+        ranged = self.by_range(len(rows))
+        if ranged is not None:
+            return ranged.take(rows)
         if len(rows) <= max(SPARSE_ROWS, self.num_rows // 8):
-            ranged = self.ranged
-            if ranged is not None:
-                return ranged.take(rows)
             reader = self._row_reader()
             if reader is not None:
                 return reader.take(rows)
@@ -229,6 +229,15 @@ def _column_ranges(footer: pq.FileMetaData, skip: str) -> list[tuple[int, int]]:
     return ranges
 
 
+def _columns_but_vectors(source: pa.NativeFile, full: str, footer: pq.FileMetaData | None = None) -> pa.Table:
+    """Every column of a fragment file but its vectors (what a snapshot keeps in memory)."""
+    try:
+        parquet = pq.ParquetFile(source, metadata=footer)
+        return parquet.read(columns=[c for c in parquet.schema_arrow.names if c != "embedding"])
+    except (pa.ArrowException, ValueError) as exc:
+        raise corrupt(full, "fragment", exc) from None
+
+
 def _arrived(data: FragmentData, download: Future) -> None:
     if download.exception() is None:
         data.ranged = None  # rows are read from the copy now
@@ -272,8 +281,9 @@ class FragmentCache:
         :meth:`download_rest` has copied the file (1M x 384 on a local S3 server: 1.5 GB of
         fragments, where the columns a snapshot keeps are 2 % of that)."""
         new = [e for e in manifest.fragments if e.path not in self._fragments]
-        partial = [e for e in new if not self.storage.is_cached(self.path(e.path))]
-        whole = [self.path(e.path) for e in new if self.storage.is_cached(self.path(e.path))]
+        cached = [self.storage.is_cached(self.path(e.path)) for e in new]
+        partial = [e for e, held in zip(new, cached) if not held]
+        whole = [self.path(e.path) for e, held in zip(new, cached) if held]
         whole += [
             self.path(e.deletes) for e in manifest.fragments if e.deletes and e.deletes not in self._deletes
         ]
@@ -318,11 +328,7 @@ class FragmentCache:
             view = memoryview(buffer).cast("B")
             for a, part in [(tails[i], ends[i]), *pieces.get(i, [])]:
                 view[a : a + len(part)] = part
-            try:
-                parquet = pq.ParquetFile(pa.BufferReader(buffer), metadata=footer)
-                table = parquet.read(columns=[c for c in parquet.schema_arrow.names if c != "embedding"])
-            except (pa.ArrowException, ValueError) as exc:
-                raise corrupt(path, "fragment", exc) from None
+            table = _columns_but_vectors(pa.BufferReader(buffer), path, footer)
             del view, buffer
             ranged = RangedVectors.from_footer(footer, self.storage.read_ranges, path)
             if ranged is None:
@@ -350,10 +356,8 @@ class FragmentCache:
             full = self.path(entry.path)
             try:
                 with self.storage.open_immutable(full) as f:
-                    parquet = pq.ParquetFile(f)
-                    names = [c for c in parquet.schema_arrow.names if c != "embedding"]
-                    table = parquet.read(columns=names)
-            except (pa.ArrowException, ValueError) as exc:
+                    table = _columns_but_vectors(f, full)
+            except (pa.ArrowException, ValueError) as exc:  # the copy itself unreadable
                 raise corrupt(full, "fragment", exc) from None
             data = self._add(entry, full, table)
         return data
