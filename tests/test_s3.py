@@ -86,7 +86,7 @@ COLD_QUERY = """
 import json, sys, time
 import boto3, botocore, numpy as np
 import lakevec
-from lakevec.lake import fragments, storage as storage_module
+from lakevec.lake import columns, storage as storage_module
 
 counts = {"requests": 0}
 
@@ -95,7 +95,7 @@ def count(request, **kwargs):
     line = request.method + " " + request.url.split("/", 3)[-1] + " " + str(request.headers.get("Range"))
     counts.setdefault("log", []).append(line)
 
-fragments.TAIL_BYTES = 4096  # the test's fragments are small: read their tails alone
+columns.TAIL_BYTES = 4096  # the test's fragments are small: read their tails alone
 col = lakevec.PersistentClient(sys.argv[1]).get_collection("docs", embedding_function=None)
 fs = col._engine.storage.fs
 fs.s3.meta.events.register("before-send.s3", count)  # every HTTP request s3fs makes

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import itertools
 import os
-import struct
 import threading
 import weakref
 from collections import OrderedDict
@@ -25,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lakevec.errors import corrupt
+from lakevec.lake.columns import RangedColumns, columns_but_vectors, read_footers, read_groups, read_tables
 from lakevec.lake.forks import resolve
 from lakevec.lake.manifest import FragmentEntry, Manifest
 from lakevec.lake.schema import embeddings_of, flatten, read_deletion
@@ -82,7 +82,6 @@ class VectorCache:
 
 VECTORS = VectorCache(int(os.environ.get("LAKEVEC_VECTOR_CACHE_BYTES", 4 << 30)))
 _KEYS = itertools.count()
-TAIL_BYTES = 256 << 10  # a fragment footer and the columns after its last vectors, one GET
 SPARSE_ROWS = 256  # at most this many rows (or 1/8 of a fragment) are read without loading it
 
 
@@ -93,22 +92,56 @@ class FragmentData:
 
     def __init__(
         self,
-        table: pa.Table,
+        table: pa.Table | Callable[[FragmentData], None],
         embeddings_loader: Callable[[], np.ndarray],
         local_file: Callable[[], str | None] | None = None,
         postings_loader: Callable[[], Postings | None] | None = None,
         ranged: RangedVectors | None = None,
+        partial: RangedColumns | None = None,
     ) -> None:
-        self.table = table
+        if isinstance(table, pa.Table):
+            self._table: pa.Table | None = table
+            self._load_table: Callable[[FragmentData], None] | None = None
+            self.num_rows = table.num_rows
+        else:  # a remote file read in part: the loader sets the table of this and its peers
+            self._table, self._load_table = None, table
+            self.num_rows = partial.num_rows if partial is not None else 0
         #: rows' vectors by byte range, while this process has no copy of the remote file
         self.ranged = ranged
+        #: its footer and the row groups a few result rows were read from, until the table is
+        self.partial = partial
         self._load_postings = postings_loader
-        self.num_rows = table.num_rows
         self._load_embeddings = embeddings_loader
         self._local_file = local_file
         self._rows: RowVectors | None | bool = False  # False: not opened yet
         self.key = next(_KEYS)
         weakref.finalize(self, VECTORS.drop, self.key)
+
+    @property
+    def table(self) -> pa.Table:
+        """The flattened columns but the vectors (read on first use where the file is remote)."""
+        if self._table is None:
+            assert self._load_table is not None
+            self._load_table(self)
+        return self._table  # type: ignore[return-value]
+
+    def set_table(self, table: pa.Table) -> None:
+        self._table, self.partial = table, None
+
+    @property
+    def loaded(self) -> bool:
+        return self._table is not None
+
+    def row_columns(self, row: int) -> tuple[dict[str, pa.ChunkedArray], int]:
+        """Where one row's values are: the fragment's columns, or the row group read for it
+        (:meth:`FragmentCache.read_rows`)."""
+        partial = self.partial
+        if self._table is None and partial is not None:
+            g = int(partial.group_of(np.int64(row)))
+            group = partial.groups.get(g)
+            if group is not None:
+                return group, row - int(partial.starts[g])
+        return self.columns, row
 
     @property
     def embeddings(self) -> np.ndarray:
@@ -209,35 +242,6 @@ class FragmentData:
         return query, order[starts + within]
 
 
-def _column_ranges(footer: pq.FileMetaData, skip: str) -> list[tuple[int, int]]:
-    """Byte ranges of every column chunk but ``skip``'s, adjacent ones joined."""
-    ranges: list[tuple[int, int]] = []
-    for g in range(footer.num_row_groups):
-        group = footer.row_group(g)
-        for j in range(group.num_columns):
-            chunk = group.column(j)
-            if chunk.path_in_schema.split(".")[0] == skip:
-                continue
-            start = chunk.data_page_offset
-            if chunk.has_dictionary_page and chunk.dictionary_page_offset:
-                start = min(start, chunk.dictionary_page_offset)
-            end = start + chunk.total_compressed_size
-            if ranges and start <= ranges[-1][1]:
-                ranges[-1] = (ranges[-1][0], max(end, ranges[-1][1]))
-            else:
-                ranges.append((start, end))
-    return ranges
-
-
-def _columns_but_vectors(source: pa.NativeFile, full: str, footer: pq.FileMetaData | None = None) -> pa.Table:
-    """Every column of a fragment file but its vectors (what a snapshot keeps in memory)."""
-    try:
-        parquet = pq.ParquetFile(source, metadata=footer)
-        return parquet.read(columns=[c for c in parquet.schema_arrow.names if c != "embedding"])
-    except (pa.ArrowException, ValueError) as exc:
-        raise corrupt(full, "fragment", exc) from None
-
-
 def _arrived(data: FragmentData, download: Future) -> None:
     if download.exception() is None:
         data.ranged = None  # rows are read from the copy now
@@ -252,7 +256,9 @@ class FragmentCache:
         self._fragments: dict[str, FragmentData] = {}
         self._deletes: dict[str, np.ndarray] = {}
         self._pending: dict[str, FragmentData] = {}  # read in part, not copied yet
+        self._partial: dict[str, FragmentData] = {}  # read in part, columns not loaded yet
         self._lock = threading.Lock()
+        self._load_lock = threading.Lock()
 
     def path(self, relative: str) -> str:
         return resolve(self.directory, relative)
@@ -294,49 +300,59 @@ class FragmentCache:
             future.result()
 
     def _read_partial(self, entries: list[FragmentEntry]) -> None:
-        """Read the fragments' columns but the vectors by range: each file's tail (its footer
-        and the columns its last vectors are followed by) in one batch of GETs, then the
-        other row groups' columns in a second."""
+        """Read the fragments' footers by range (one batch of GETs): their columns are read
+        when a reader needs them (:meth:`read_rows`, :meth:`_load_tables`), their vectors by
+        row (:class:`RangedVectors`) until :meth:`download_rest` has copied the files."""
         paths = [self.path(e.path) for e in entries]
         sizes = [e.bytes or self.storage.size(p) for e, p in zip(entries, paths)]
-        tails = [max(0, size - TAIL_BYTES) for size in sizes]
-        ends = self.storage.read_ranges(paths, tails, sizes)
-        footers: list[pq.FileMetaData] = []
-        wanted: list[tuple[int, int, int]] = []  # (file, start, end)
-        for i, (path, end) in enumerate(zip(paths, ends)):
-            try:
-                length = struct.unpack_from("<I", end, len(end) - 8)[0] + 8
-                if length > len(end):  # a footer larger than the tail read
-                    tails[i] = sizes[i] - length
-                    end = ends[i] = self.storage.read_ranges([path], [tails[i]], [sizes[i]])[0]
-                footer = pq.read_metadata(pa.BufferReader(end[-length:]))
-            except (pa.ArrowException, ValueError, struct.error) as exc:
-                raise corrupt(path, "fragment", exc) from None
-            footers.append(footer)
-            wanted += [
-                (i, a, min(b, tails[i])) for a, b in _column_ranges(footer, "embedding") if a < tails[i]
-            ]
-        parts = self.storage.read_ranges(
-            [paths[i] for i, _, _ in wanted], [a for _, a, _ in wanted], [b for _, _, b in wanted]
-        )
-        pieces: dict[int, list[tuple[int, bytes]]] = {}
-        for (i, a, _), part in zip(wanted, parts):
-            pieces.setdefault(i, []).append((a, part))
         laid_out_otherwise = []
-        for i, (entry, path, footer) in enumerate(zip(entries, paths, footers)):
-            buffer = pa.allocate_buffer(sizes[i])  # pages never written stay unallocated
-            view = memoryview(buffer).cast("B")
-            for a, part in [(tails[i], ends[i]), *pieces.get(i, [])]:
-                view[a : a + len(part)] = part
-            table = _columns_but_vectors(pa.BufferReader(buffer), path, footer)
-            del view, buffer
-            ranged = RangedVectors.from_footer(footer, self.storage.read_ranges, path)
+        for entry, path, partial in zip(entries, paths, read_footers(self.storage.read_ranges, paths, sizes)):
+            ranged = RangedVectors.from_footer(partial.footer, self.storage.read_ranges, path)
             if ranged is None:
                 laid_out_otherwise.append(path)
-            self._add(entry, path, table, ranged)
+            self._add(entry, path, self._load_tables, ranged, partial)
         # a file whose rows cannot be located from its footer is copied now, side by side
         for future in self.storage.prefetch(laid_out_otherwise):
             future.result()
+
+    def _load_tables(self, data: FragmentData) -> None:
+        """Give ``data`` and every other fragment read in part its columns: from its copy
+        where one arrived, else by range, all in one batch of GETs (a reader that needs one
+        fragment's whole columns, a filter or a lookup by id, needs every fragment's)."""
+        with self._load_lock:
+            if data.loaded:
+                return
+            with self._lock:
+                todo = [data, *(d for d in self._partial.values() if d is not data and not d.loaded)]
+            remote = [d for d in todo if d.partial is not None and not self.storage.is_cached(d.partial.path)]
+            tables = read_tables(self.storage.read_ranges, [d.partial for d in remote])  # type: ignore[misc]
+            for d, table in zip(remote, tables):
+                d.set_table(table)
+            for d in todo:
+                if not d.loaded and d.partial is not None:
+                    self._load_copy(d.partial.path, d)
+            with self._lock:
+                self._partial = {k: d for k, d in self._partial.items() if not d.loaded}
+
+    def _load_copy(self, full: str, data: FragmentData) -> None:
+        with self.storage.open_immutable(full) as f:
+            data.set_table(flatten(columns_but_vectors(f, full)))
+
+    def read_rows(self, wanted: list[tuple[FragmentData, np.ndarray]]) -> None:
+        """Make a few rows of fragments whose columns are not loaded readable through
+        :meth:`FragmentData.row_columns`: their row groups, one batch of GETs for all (a
+        fragment whose copy arrived loads its columns from it: no request)."""
+        groups = []
+        for data, rows in wanted:
+            partial = data.partial
+            if data.loaded or partial is None:
+                continue
+            if self.storage.is_cached(partial.path):
+                self._load_copy(partial.path, data)
+            else:
+                groups.append((partial, np.unique(partial.group_of(rows)).tolist()))
+        if groups:
+            read_groups(self.storage.read_ranges, groups)
 
     def download_rest(self) -> None:
         """Start copying, in the background, the files read in part; a fragment's rows are
@@ -356,30 +372,37 @@ class FragmentCache:
             full = self.path(entry.path)
             try:
                 with self.storage.open_immutable(full) as f:
-                    table = _columns_but_vectors(f, full)
+                    table = columns_but_vectors(f, full)
             except (pa.ArrowException, ValueError) as exc:  # the copy itself unreadable
                 raise corrupt(full, "fragment", exc) from None
             data = self._add(entry, full, table)
         return data
 
     def _add(
-        self, entry: FragmentEntry, full: str, table: pa.Table, ranged: RangedVectors | None = None
+        self,
+        entry: FragmentEntry,
+        full: str,
+        table: pa.Table | Callable[[FragmentData], None],
+        ranged: RangedVectors | None = None,
+        partial: RangedColumns | None = None,
     ) -> FragmentData:
-        if table.num_rows != entry.rows:
-            raise corrupt(
-                full, "fragment", ValueError(f"{table.num_rows} rows, the manifest says {entry.rows}")
-            )
+        rows = table.num_rows if isinstance(table, pa.Table) else partial.num_rows  # type: ignore[union-attr]
+        if rows != entry.rows:
+            raise corrupt(full, "fragment", ValueError(f"{rows} rows, the manifest says {entry.rows}"))
         data = FragmentData(
-            flatten(table),
+            flatten(table) if isinstance(table, pa.Table) else table,
             lambda: self._read_embeddings(full),
             lambda: self.storage.local_copy(full),
             (lambda: self._read_postings(entry.text)) if entry.text else None,  # type: ignore[arg-type]
             ranged,
+            partial,
         )
         with self._lock:
             data = self._fragments.setdefault(entry.path, data)
-            if data.ranged is not None:
+            if data.ranged is not None or data.partial is not None:
                 self._pending[full] = data
+            if not data.loaded:
+                self._partial[full] = data
         return data
 
     def _read_embeddings(self, full: str) -> np.ndarray:
@@ -419,5 +442,6 @@ class FragmentCache:
         with self._lock:
             for key in [k for k in self._fragments if k not in keep]:
                 del self._fragments[key]
+                self._partial.pop(self.path(key), None)
             for key in [k for k in self._deletes if k not in keep]:
                 del self._deletes[key]

@@ -29,12 +29,14 @@ class Snapshot:
 
     def __init__(self, manifest: Manifest, cache: FragmentCache) -> None:
         self.manifest = manifest
+        self._cache = cache
         cache.prefetch(manifest)
         self.fragments = [cache.fragment(e) for e in manifest.fragments]
         self.dead = [cache.dead_rows(e) for e in manifest.fragments]
         sizes = [f.num_rows for f in self.fragments]
         self.offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64)
         self._ranged = any(f.ranged is not None for f in self.fragments)
+        self._unloaded = any(not f.loaded for f in self.fragments)
 
     @property
     def version(self) -> int:
@@ -151,11 +153,22 @@ class Snapshot:
         if len(positions) > 64:
             sub = self.take(positions, columns)
             return {name: sub.column(name).to_pylist() for name in columns}
-        if len(positions) * len(columns) <= 128:
+        frag, rows = self.locate(positions)
+        unloaded = []
+        if self._unloaded:  # remote files read in part: the row groups of these rows
+            unloaded = [
+                (self.fragments[f], rows[frag == f])
+                for f in np.unique(frag).tolist()
+                if not self.fragments[f].loaded
+            ]
+            if unloaded:
+                self._cache.read_rows(unloaded)
+            else:
+                self._unloaded = any(not f.loaded for f in self.fragments)
+        if unloaded or len(positions) * len(columns) <= 128:
             # a query's handful of values are read one by one: a take per fragment and column
             # costs more than the scalars it would save
-            frag, rows = self.locate(positions)
-            where = [(self.fragments[f].columns, r) for f, r in zip(frag.tolist(), rows.tolist())]
+            where = [self.fragments[f].row_columns(r) for f, r in zip(frag.tolist(), rows.tolist())]
             out: dict[str, list] = {}
             for name in columns:
                 out[name] = [c[name][r].as_py() if name in c else None for c, r in where]
