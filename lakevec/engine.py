@@ -16,9 +16,9 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any, cast
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, cast
 
-import duckdb
 import numpy as np
 from usearch.index import Index
 
@@ -38,6 +38,9 @@ from lakevec.read.search import Hits
 from lakevec.read.sparse import sparse_top
 from lakevec.validate import validate_query_embeddings
 from lakevec.validate.search import validate_search
+
+if TYPE_CHECKING:
+    import duckdb
 from lakevec.write.commit import Written, discard, write_and_commit
 from lakevec.write.plan import Change, plan_add, plan_delete, plan_upsert
 
@@ -64,8 +67,6 @@ class CollectionEngine:
         self._checked = 0.0
         self._key = (storage.url_key(), self.directory)
         self._lock = threading.RLock()
-        # filters run here, user where_sql included: no file or network access
-        self._con = duckdb.connect(config={"enable_external_access": False})
         self._filters = FilterCache()
         self._indexes: dict[str, Index] = {}
         self._indexes_lock = threading.Lock()
@@ -73,6 +74,18 @@ class CollectionEngine:
         self._queried = False
         # called after each commit that added fragments (the indexer schedules a fold)
         self.on_commit: list[Callable[[], None]] = []
+
+    @cached_property
+    def _con(self) -> duckdb.DuckDBPyConnection:
+        """The connection filters run on, user ``where_sql`` included: no file or network
+        access. Opened on first use: a process that only runs vector queries never imports
+        DuckDB (0.1 s of a cold start)."""
+        import duckdb
+
+        return duckdb.connect(config={"enable_external_access": False})
+
+    def _connection(self) -> duckdb.DuckDBPyConnection:
+        return self._con
 
     # -- lifecycle -----------------------------------------------------------------------
     def create(self, config: dict[str, Any]) -> None:
@@ -294,7 +307,7 @@ class CollectionEngine:
         self._start_querying()
         snap = self.snapshot()
         queries = validate_query_embeddings(queries, snap.manifest.dimension)
-        allowed = self._filters.allowed(snap, self._con, ids, where, where_document, where_sql)
+        allowed = self._filters.allowed(snap, self._connection, ids, where, where_document, where_sql)
         hits = search(snap, self._open_indexes(snap), queries, k, allowed, hnsw)
         result = query_result(snap, hits, include)
         self.cache.download_rest()  # in the background, once this query has its answer
@@ -308,7 +321,7 @@ class CollectionEngine:
         self._start_querying()
         snap = self.snapshot()
         queries = validate_query_embeddings(queries, snap.manifest.dimension)
-        allowed = self._filters.allowed(snap, self._con, None, where, where_document)
+        allowed = self._filters.allowed(snap, self._connection, None, where, where_document)
         return search(snap, self._open_indexes(snap), queries, k, allowed, hnsw, shard)
 
     def search(
@@ -330,7 +343,7 @@ class CollectionEngine:
                 else:
                     batches.setdefault((json.dumps(plan.where, sort_keys=True), leaf.limit), []).append(leaf)
         for where, leaf in texts:
-            allowed = self._filters.allowed(snap, self._con, None, where, None)
+            allowed = self._filters.allowed(snap, self._connection, None, where, None)
             if leaf.sparse is not None:
                 key, indices, weights = leaf.sparse
                 idf = key in idf_keys
@@ -341,7 +354,7 @@ class CollectionEngine:
                 leaf.positions, leaf.distances = bm25_top(snap, leaf.text, leaf.limit, allowed.mask)  # type: ignore[arg-type]
         indexes = self._open_indexes(snap) if batches else {}
         for (where_json, limit), leaves in batches.items():
-            allowed = self._filters.allowed(snap, self._con, None, json.loads(where_json), None)
+            allowed = self._filters.allowed(snap, self._connection, None, json.loads(where_json), None)
             stacked = np.stack([cast(np.ndarray, leaf.query) for leaf in leaves])  # vector leaves only
             hits = search(snap, indexes, stacked, limit, allowed, hnsw)
             for leaf, positions, distances in zip(leaves, hits.positions, hits.distances):

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 
@@ -24,6 +23,7 @@ from lakevec.read.rows import select
 from lakevec.write.fragment import metadata_columns
 
 if TYPE_CHECKING:
+    import duckdb
     import pandas
     import polars
 
@@ -136,6 +136,8 @@ def duckdb_relation(engine: CollectionEngine, con: duckdb.DuckDBPyConnection) ->
 def sql_connection(engines: dict[str, CollectionEngine]) -> duckdb.DuckDBPyConnection:
     """A private DuckDB connection where each collection's live rows are a view of its name
     (quote names with ``-`` or ``.`` in SQL: ``SELECT * FROM "my-docs"``)."""
+    import duckdb
+
     con = duckdb.connect()
     for name, engine in engines.items():
         duckdb_relation(engine, con).create_view(name)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -602,3 +604,28 @@ def test_filtered_plan_stops_at_the_bottom_of_the_index():
         plan = plan.after(allowed=0, fetched=plan.count - 1)
         steps += 1
     assert plan is None and steps < 50
+
+
+_LEAN_QUERY = """
+import sys
+import numpy as np
+import lakevec
+col = lakevec.PersistentClient(sys.argv[1]).get_collection("lean", embedding_function=None)
+got = col.query(query_embeddings=np.ones((1, 4), np.float32), n_results=3)
+print(sorted(m for m in ("duckdb", "polars", "pandas") if m in sys.modules), got["ids"])
+"""
+
+
+def test_a_vector_query_loads_no_sql_or_dataframe_library(tmp_path):
+    """A process that only runs vector queries does not import DuckDB, Polars or pandas
+    (0.1-0.3 s each of a cold start); the filters that need them import them."""
+    col = lakevec.PersistentClient(str(tmp_path)).create_collection("lean", embedding_function=None)
+    col.add(ids=[f"r{i}" for i in range(50)], embeddings=np.arange(200, dtype=np.float32).reshape(50, 4))
+    out = subprocess.run(
+        [sys.executable, "-c", _LEAN_QUERY, str(tmp_path)], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("]")[0] + "]" == "[]", out.stdout
+    assert col.query(
+        query_embeddings=np.ones((1, 4), np.float32), n_results=3, where_document={"$contains": "x"}
+    )["ids"] == [[]]

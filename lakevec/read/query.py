@@ -6,9 +6,9 @@ import json
 import threading
 import weakref
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import numpy as np
 from usearch.index import Index
 
@@ -30,6 +30,9 @@ from lakevec.read.search import (
     prefer_exact,
     row_norms,
 )
+
+if TYPE_CHECKING:
+    import duckdb
 
 
 class Allowed:
@@ -123,8 +126,15 @@ class FilterCache:
         self._lock = threading.Lock()
 
     def allowed(
-        self, snap: Snapshot, con: duckdb.DuckDBPyConnection, ids, where, where_document, where_sql=None
+        self,
+        snap: Snapshot,
+        con: Callable[[], duckdb.DuckDBPyConnection],
+        ids,
+        where,
+        where_document,
+        where_sql=None,
     ) -> Allowed:
+        """``con`` opens the DuckDB connection, which only filters that Arrow cannot evaluate need."""
         if ids is None and not where and not where_document and not where_sql:
             live = np.array([e.live_rows for e in snap.manifest.fragments], dtype=np.int64)
             return Allowed(snap.live, live)
@@ -146,7 +156,7 @@ class FilterCache:
         else:
             positions = select(
                 snap,
-                con,
+                con(),
                 ids=ids,
                 where=where,
                 where_document=where_document,

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import numpy as np
 
 from lakevec.errors import InvalidArgumentError
@@ -12,6 +11,9 @@ from lakevec.lake.schema import metadata_dicts
 from lakevec.lake.snapshot import Snapshot
 from lakevec.read.filter import compile_filter, duckdb_table, order_sql
 from lakevec.read.sql_filter import rows_view_sql
+
+if TYPE_CHECKING:
+    import duckdb
 
 
 def select(
@@ -50,6 +52,8 @@ def select(
         if offset:
             sql += " OFFSET ?"
             params.append(offset)
+        import duckdb  # its exceptions; a process that never filters never imports it
+
         cur = con.cursor()
         try:
             cur.register("t", duckdb_table(table, snap.manifest.fields))

@@ -10,20 +10,36 @@ connection with ``enable_external_access = false``, so no file or network access
 from __future__ import annotations
 
 import json
-
-import duckdb
+import threading
+from typing import TYPE_CHECKING
 
 from lakevec.errors import InvalidArgumentError
 from lakevec.lake.manifest import MetadataField
 from lakevec.read.filter import field_column, quote
 
-_CHECKS = duckdb.connect(config={"enable_external_access": False})
+if TYPE_CHECKING:
+    import duckdb
+
+_CHECKS: duckdb.DuckDBPyConnection | None = None
+_CHECKS_LOCK = threading.Lock()
+
+
+def _checks() -> duckdb.DuckDBPyConnection:
+    """The private connection, opened on first use (importing DuckDB costs a cold process
+    0.1 s that a vector query does not need)."""
+    global _CHECKS
+    with _CHECKS_LOCK:
+        if _CHECKS is None:
+            import duckdb
+
+            _CHECKS = duckdb.connect(config={"enable_external_access": False})
+        return _CHECKS
 
 
 def check_sql(sql: str, params: list) -> object:
     """The one value ``sql`` returns, on a private connection without file or network access;
     used to let DuckDB itself parse or compile what a caller sent."""
-    cur = _CHECKS.cursor()
+    cur = _checks().cursor()
     try:
         return cur.execute(sql, params).fetchone()[0]
     finally:

@@ -12,7 +12,6 @@ import re
 from collections import Counter
 from typing import Any
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -384,6 +383,8 @@ def validate_where_document(where_document: Any) -> None:
 
 def _check_regex(pattern: str) -> None:
     """Compile the pattern with the engine that will run it (RE2, as Chroma's Rust regex)."""
+    import duckdb  # loaded by check_sql already
+
     try:
         check_sql("SELECT regexp_matches('', ?)", [pattern])
     except duckdb.Error as exc:
