@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from lakevec.errors import corrupt
 from lakevec.lake.schema import flatten
 
-TAIL_BYTES = 256 << 10  # a footer and the columns after the last vectors, in one GET
+TAIL_BYTES = 64 << 10  # a footer (3.8 KB for 6 row groups) and what precedes it, in one GET
 VECTORS = "embedding"
 
 ReadRanges = Callable[[list[str], list[int], list[int]], list[bytes]]
@@ -67,13 +67,21 @@ def columns_but_vectors(
 
 
 class RangedColumns:
-    """One remote file's footer and its last bytes, and the row groups decoded so far."""
+    """One remote file's footer, the column chunks its last bytes held, and the row groups
+    decoded so far."""
 
     def __init__(self, path: str, size: int, footer: pq.FileMetaData, tail_start: int, tail: bytes) -> None:
         self.path = path
         self.size = size
         self.footer = footer
-        self._tail = (tail_start, tail)
+        self._tail_start = tail_start
+        # of the tail, only the column chunks it holds (not the footer, not vectors): a
+        # thousand small fragments would otherwise hold 256 KB each until their columns load
+        self._held = [
+            (a, tail[a - tail_start : b - tail_start])
+            for a, b in ((max(a, tail_start), min(b, size)) for a, b in column_ranges(footer, VECTORS))
+            if a < b
+        ]
         counts = [footer.row_group(g).num_rows for g in range(footer.num_row_groups)]
         self.starts = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]).astype(np.int64)
         #: decoded row groups (flattened, as a fragment's table), by row group number
@@ -88,16 +96,14 @@ class RangedColumns:
 
     def missing(self, groups: Sequence[int] | None) -> list[tuple[int, int]]:
         """Byte ranges of these row groups' columns (None: all) that the tail did not hold."""
-        tail_start = self._tail[0]
-        return [
-            (a, min(b, tail_start)) for a, b in column_ranges(self.footer, VECTORS, groups) if a < tail_start
-        ]
+        end = self._tail_start
+        return [(a, min(b, end)) for a, b in column_ranges(self.footer, VECTORS, groups) if a < end]
 
     def decode(self, parts: list[tuple[int, bytes]], groups: Sequence[int] | None) -> pa.Table:
         """The columns of ``groups`` (None: all), from the tail and the ranges read for them."""
         buffer = pa.allocate_buffer(self.size)  # pages never written stay unallocated
         view = memoryview(buffer).cast("B")
-        for a, part in [self._tail, *parts]:
+        for a, part in [*self._held, *parts]:
             view[a : a + len(part)] = part
         try:
             return columns_but_vectors(pa.BufferReader(buffer), self.path, self.footer, groups)
