@@ -1,7 +1,8 @@
 """Ways to build the HNSW index of a large collection faster, measured on the index alone (raw
 usearch, int8 as lakevec builds it, vectors scaled as lakevec scales them): one graph at
-ef_construction 100 (lakevec's default, Chroma's), one graph at ef_construction 48 or 64, and
-two or four tiers searched as one usearch ``Indexes`` (what parallel tier builds give).
+ef_construction 100 (lakevec's default, Chroma's), one graph at ef_construction 48 or 64, two
+or four tiers searched as one usearch ``Indexes`` (what parallel tier builds give), and one graph
+of fewer neighbours per node (connectivity 12 or 8 instead of 16).
 
     python -m benchmarks build_options                          # clustered-1m, every option
     python -m benchmarks build_options --options 3,4            # options 3 and 4 only
@@ -26,21 +27,23 @@ from benchmarks.common import header, heading, write  # noqa: E402
 from benchmarks.harness.datasets import CACHE, K, load  # noqa: E402
 
 POOL = 80
-OPTIONS = (
-    ("one graph, ef_construction 100", 100, 1),
-    ("one graph, ef_construction 48", 48, 1),
-    ("one graph, ef_construction 64", 64, 1),
-    ("2 tiers, ef_construction 100", 100, 2),
-    ("4 tiers, ef_construction 100", 100, 4),
+OPTIONS = (  # (label, ef_construction, tiers, connectivity)
+    ("one graph, ef_construction 100", 100, 1, 16),
+    ("one graph, ef_construction 48", 48, 1, 16),
+    ("one graph, ef_construction 64", 64, 1, 16),
+    ("2 tiers, ef_construction 100", 100, 2, 16),
+    ("4 tiers, ef_construction 100", 100, 4, 16),
+    ("one graph, connectivity 12, ef_construction 100", 100, 1, 12),
+    ("one graph, connectivity 8, ef_construction 100", 100, 1, 8),
 )
 
 
-def build(vectors: np.ndarray, first: int, last: int, efc: int) -> tuple[Index, float]:
+def build(vectors: np.ndarray, first: int, last: int, efc: int, m: int = 16) -> tuple[Index, float]:
     index = Index(
         ndim=vectors.shape[1],
         metric="l2sq",
         dtype="i8",
-        connectivity=16,
+        connectivity=m,
         expansion_add=efc,
         expansion_search=100,
     )
@@ -83,11 +86,11 @@ def main(argv: list[str] | None = None) -> dict:
     result = header("build_options", argv, dataset=args.dataset, rows=ds.n)
     result["options"] = []
     chosen = [OPTIONS[int(i) - 1] for i in args.options.split(",")] if args.options else OPTIONS
-    for label, efc, tiers in chosen:
+    for label, efc, tiers, m in chosen:
         size = -(-ds.n // tiers)
         parts, seconds = [], 0.0
         for t in range(tiers):
-            index, s = build(rows, t * size, min(ds.n, (t + 1) * size), efc)
+            index, s = build(rows, t * size, min(ds.n, (t + 1) * size), efc, m)
             parts.append(index)
             seconds += s
         if tiers == 1:
@@ -102,13 +105,24 @@ def main(argv: list[str] | None = None) -> dict:
                 return together.search(w, POOL, threads=1).keys
 
         recall, qps = measure(search, ds, probes)
-        result["options"].append({"option": label, "build_s": seconds, "recall": recall, "qps": qps})
-        print(f"{label}: build {seconds:.0f} s, recall@10 {recall:.3f}, {qps:,.0f} QPS", flush=True)
+        mb = sum(len(p.save()) for p in parts) / 1e6  # the saved file(s): what the disk holds
+        result["options"].append(
+            {"option": label, "build_s": seconds, "recall": recall, "qps": qps, "mb": mb}
+        )
+        print(
+            f"{label}: build {seconds:.0f} s, recall@10 {recall:.3f}, {qps:,.0f} QPS, {mb:,.0f} MB",
+            flush=True,
+        )
         del parts, search
     lines = heading(f"Index build options, {args.dataset}", result)
-    lines += ["| option | build s | recall@10 (ef 100) | QPS (raw usearch) |", "|---|---:|---:|---:|"]
+    lines += [
+        "| option | build s | recall@10 (ef 100) | QPS (raw usearch) | index MB |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for o in result["options"]:
-        lines.append(f"| {o['option']} | {o['build_s']:.0f} | {o['recall']:.3f} | {o['qps']:,.0f} |")
+        lines.append(
+            f"| {o['option']} | {o['build_s']:.0f} | {o['recall']:.3f} | {o['qps']:,.0f} | {o['mb']:,.0f} |"
+        )
     write(result, args.out, "\n".join(lines) + "\n")
     return result
 
