@@ -38,11 +38,11 @@ from lakevec.read.search import Hits
 from lakevec.read.sparse import sparse_top
 from lakevec.validate import validate_query_embeddings
 from lakevec.validate.search import validate_search
+from lakevec.write.commit import Written, discard, write_and_commit
+from lakevec.write.plan import Change, plan_add, plan_delete, plan_upsert
 
 if TYPE_CHECKING:
     import duckdb
-from lakevec.write.commit import Written, discard, write_and_commit
-from lakevec.write.plan import Change, plan_add, plan_delete, plan_upsert
 
 MAX_ATTEMPTS = 64
 # newest version of each collection any engine of this process has seen: two clients in one

@@ -330,13 +330,9 @@ class FragmentCache:
                 d.set_table(table)
             for d in todo:
                 if not d.loaded and d.partial is not None:
-                    self._load_copy(d.partial.path, d)
+                    d.set_table(flatten(self._read_copy(d.partial.path)))
             with self._lock:
                 self._partial = {k: d for k, d in self._partial.items() if not d.loaded}
-
-    def _load_copy(self, full: str, data: FragmentData) -> None:
-        with self.storage.open_immutable(full) as f:
-            data.set_table(flatten(columns_but_vectors(f, full)))
 
     def read_rows(self, wanted: list[tuple[FragmentData, np.ndarray]]) -> None:
         """Make a few rows of fragments whose columns are not loaded readable through
@@ -348,7 +344,7 @@ class FragmentCache:
             if data.loaded or partial is None:
                 continue
             if self.storage.is_cached(partial.path):
-                self._load_copy(partial.path, data)
+                data.set_table(flatten(self._read_copy(partial.path)))
             else:
                 groups.append((partial, np.unique(partial.group_of(rows)).tolist()))
         if groups:
@@ -370,13 +366,16 @@ class FragmentCache:
             data = self._fragments[entry.path]
         if data is None:
             full = self.path(entry.path)
-            try:
-                with self.storage.open_immutable(full) as f:
-                    table = columns_but_vectors(f, full)
-            except (pa.ArrowException, ValueError) as exc:  # the copy itself unreadable
-                raise corrupt(full, "fragment", exc) from None
-            data = self._add(entry, full, table)
+            data = self._add(entry, full, self._read_copy(full))
         return data
+
+    def _read_copy(self, full: str) -> pa.Table:
+        """A fragment's columns but the vectors, from the file (its copy, on a remote root)."""
+        try:
+            with self.storage.open_immutable(full) as f:
+                return columns_but_vectors(f, full)
+        except (pa.ArrowException, ValueError) as exc:  # the copy itself unreadable
+            raise corrupt(full, "fragment", exc) from None
 
     def _add(
         self,
@@ -399,7 +398,7 @@ class FragmentCache:
         )
         with self._lock:
             data = self._fragments.setdefault(entry.path, data)
-            if data.ranged is not None or data.partial is not None:
+            if data.ranged is not None:
                 self._pending[full] = data
             if not data.loaded:
                 self._partial[full] = data

@@ -194,10 +194,7 @@ class Storage:
             fd = out.fileno()
 
             def fetch(start: int) -> None:
-                part = self.fs.cat_file(path, start=start, end=min(size, start + RANGE_CHUNK))
-                if len(part) != min(size, start + RANGE_CHUNK) - start:
-                    raise OSError(f"short read of {path} at {start}")
-                os.pwrite(fd, part, start)
+                os.pwrite(fd, self.read_ranges([path], [start], [min(size, start + RANGE_CHUNK)])[0], start)
 
             starts = range(RANGE_CHUNK, size, RANGE_CHUNK)
             with ThreadPoolExecutor(min(RANGES_IN_FLIGHT, len(starts))) as pool:
