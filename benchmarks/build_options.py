@@ -69,7 +69,7 @@ def measure(search, ds, probes: np.ndarray) -> tuple[float, float]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from lakevec.lake.quantize import index_scale, quantized
+    from lakevec.lake.quantize import INT8, index_scale, quantized
 
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks build_options", description=__doc__.split("\n\n")[0]
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     ds = load(args.dataset, queries=args.queries, cache=Path(args.cache))
     scale = index_scale("l2", ds.vectors[:100_000])
-    rows, probes = quantized("l2", ds.vectors, scale), quantized("l2", ds.queries, scale)
+    rows, probes = quantized("l2", ds.vectors, scale, INT8), quantized("l2", ds.queries, scale, INT8)
     result = header("build_options", argv, dataset=args.dataset, rows=ds.n)
     result["options"] = []
     chosen = [OPTIONS[int(i) - 1] for i in args.options.split(",")] if args.options else OPTIONS

@@ -444,6 +444,81 @@ def test_int8_index_recall_and_exact_distances(space):
         np.testing.assert_allclose(dists, expected, rtol=1e-4, atol=1e-3 * max(1.0, abs(expected).max()))
 
 
+def uneven(n, dim, seed=0):
+    """Clustered vectors whose lengths spread over 1-3x, as unnormalized embeddings do."""
+    rng = np.random.default_rng(seed + 100)
+    return clustered(n, dim, seed=seed, rank=24) * rng.uniform(1, 3, (n, 1)).astype(np.float32)
+
+
+@pytest.mark.parametrize("space", ["l2", "cosine"])
+def test_int8_rows_are_rounded_by_lakevec_and_keep_l2_lengths(space):
+    """An int8 index holds round(127 x) of each scaled row (index_codec "i8"): usearch's own
+    cast would divide each vector by its length, ranking l2 neighbours by angle."""
+    from lakevec.lake.quantize import INT8, quantized
+
+    col = lakevec.EphemeralClient().create_collection(
+        "rounded", configuration={"hnsw": {"space": space}}, embedding_function=None
+    )
+    n, dim = 6_000, 128
+    x = uneven(n, dim)
+    col.add(ids=[f"r{i}" for i in range(n)], embeddings=x)
+    col.wait_for_index()
+    snap = col._engine.snapshot()
+    (entry,) = snap.manifest.fragments
+    assert entry.index_codec == INT8
+    index = col._engine._open_indexes(snap)[entry.index]
+    rows = np.arange(0, n, 97)
+    held = np.stack(index.get(entry.index_base + rows, dtype=np.int8))
+    np.testing.assert_array_equal(held, quantized(space, x[rows], entry.index_scale, INT8))
+    # the graph's own top 10 (before the float32 re-rank) already finds most true neighbours
+    queries = uneven(40, dim, seed=7)
+    found = index.search(quantized(space, queries, entry.index_scale, INT8), 10).keys
+    truth = np.argsort(distance_matrix(space, queries, x), axis=1)[:, :10]
+    assert np.mean([len(set(f - entry.index_base) & set(t)) / 10 for f, t in zip(found, truth)]) >= 0.8
+
+
+def test_an_int8_index_without_a_codec_is_searched_with_float_queries():
+    """Indexes written before index_codec took float rows through usearch's cast; their queries
+    still enter that way, and the answers stay exact."""
+    from usearch.index import Index
+
+    from lakevec.lake.quantize import quantized
+    from lakevec.write.index import new_index
+
+    col = lakevec.EphemeralClient().create_collection("legacy", embedding_function=None)
+    n, dim = 20_000, 128
+    x = clustered(n, dim, rank=24)
+    col.add(ids=[f"r{i}" for i in range(n)], embeddings=x)
+    col.wait_for_index()
+    engine = col._engine
+    (entry,) = engine.snapshot().manifest.fragments
+    legacy: Index = new_index(dim, engine.snapshot().manifest.config["hnsw"])
+    legacy.add(entry.index_base + np.arange(n), quantized("l2", x, entry.index_scale, None))
+    engine.storage.write_new(engine.cache.path("index/legacy.usearch"), legacy.save())
+    engine.commit_transform(
+        lambda m: m.child(
+            "index",
+            fragments=tuple(
+                dataclasses.replace(e, index="index/legacy.usearch", index_codec=None) for e in m.fragments
+            ),
+        )
+    )
+    index = engine._open_indexes(engine.snapshot())["index/legacy.usearch"]
+    entered, search = [], index.search
+
+    def seen(vectors, *args, **kwargs):
+        entered.append(vectors.dtype)
+        return search(vectors, *args, **kwargs)
+
+    index.search = seen
+    queries = clustered(20, dim, seed=7, rank=24)
+    res = col.query(query_embeddings=queries, n_results=10)
+    assert entered and all(d == np.float32 for d in entered), entered
+    truth = np.argsort(distance_matrix("l2", queries, x), axis=1)[:, :10]
+    recall = np.mean([len({f"r{i}" for i in t} & set(r)) / 10 for t, r in zip(truth, res["ids"])])
+    assert recall >= 0.95, recall
+
+
 @pytest.mark.parametrize(
     "space,dim,where", [("l2", 192, "memory"), ("cosine", 192, "file"), ("l2", 16, "file")]
 )

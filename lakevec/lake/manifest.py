@@ -11,7 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 adds FragmentEntry.index_codec
+READABLE_VERSIONS = (1, 2)
 #: a collection's file directories (beside ``versions/``): fragments, deletion files, indexes
 FILE_DIRS = ("data", "deletes", "index")
 
@@ -41,6 +42,7 @@ class FragmentEntry:
     index: str | None = None  # relative path of the HNSW index holding this fragment's rows
     index_base: int = 0  # key of row r in that index is index_base + r
     index_scale: float | None = None  # an int8 index's scale (None: a float16 index)
+    index_codec: str | None = None  # "i8": int8 rows rounded by lakevec (lake/quantize.py)
     text: str | None = None  # relative path of the documents' full-text postings (lake/text.py)
 
 
@@ -106,7 +108,7 @@ class Manifest:
 
     @staticmethod
     def from_json(doc: dict[str, Any]) -> Manifest:
-        if doc.get("format_version") != FORMAT_VERSION:
+        if doc.get("format_version") not in READABLE_VERSIONS:
             raise ValueError(f"unsupported manifest format_version {doc.get('format_version')!r}")
         return Manifest(
             version=doc["version"],

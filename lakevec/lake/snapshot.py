@@ -250,6 +250,7 @@ class Group:
     rows: np.ndarray
     offsets: np.ndarray  # position of each fragment's row 0
     scale: float | None = None  # the index's int8 scale (None: float16)
+    codec: str | None = None  # how vectors enter it (FragmentEntry.index_codec)
 
     shift: int | None = field(init=False)  # position - key for every key, when one number does
 
@@ -281,6 +282,7 @@ def groups_of(snap: Snapshot) -> tuple[list[Group], list[int]]:
                 np.array([snap.manifest.fragments[i].rows for i in frags], dtype=np.int64),
                 np.array([snap.offsets[i] for i in frags], dtype=np.int64),
                 snap.manifest.fragments[frags[0]].index_scale,
+                snap.manifest.fragments[frags[0]].index_codec,
             )
         )
     return groups, tail

@@ -132,7 +132,9 @@ def _detach(indexer: Indexer, indexes: set[str]) -> int:
 
     def transform(current: Manifest) -> Manifest:
         fragments = [
-            dataclasses.replace(e, index=None, index_base=0, index_scale=None) if e.index in indexes else e
+            dataclasses.replace(e, index=None, index_base=0, index_scale=None, index_codec=None)
+            if e.index in indexes
+            else e
             for e in current.fragments
         ]
         return current.child("compact", fragments=tuple(fragments))

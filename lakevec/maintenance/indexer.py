@@ -35,7 +35,7 @@ from lakevec.engine import CollectionEngine
 from lakevec.errors import corrupt
 from lakevec.lake.forks import FORKS, foreign
 from lakevec.lake.manifest import Manifest
-from lakevec.lake.quantize import index_scale, quantized
+from lakevec.lake.quantize import INT8, index_scale, quantized
 from lakevec.maintenance.merge import merge_small
 from lakevec.maintenance.vacuum import vacuum
 from lakevec.write.index import index_rows, new_index
@@ -122,6 +122,7 @@ class _Head:
     index: Index
     next_key: int
     scale: float | None  # int8 scale (None: a float16 index written before int8 ones)
+    codec: str | None  # how rows enter it (FragmentEntry.index_codec)
 
 
 class Indexer:
@@ -345,7 +346,8 @@ class Indexer:
                 # else one from its first rows
                 scales = [e.index_scale for e in manifest.fragments if e.index_scale is not None]
                 head.scale = scales[-1] if scales else index_scale(hnsw["space"], vectors)
-            vectors = quantized(hnsw["space"], vectors, head.scale)
+                head.codec = INT8
+            vectors = quantized(hnsw["space"], vectors, head.scale, head.codec)
             for a in range(0, len(rows), ADD_CHUNK):
                 # in chunks: a background fold takes every core from the next chunk on once a
                 # caller waits for the index (wait_for_index)
@@ -366,7 +368,13 @@ class Indexer:
             fragments, folded = [], False
             for e in m.fragments:
                 if e.id in bases and e.index is None:
-                    e = dataclasses.replace(e, index=relative, index_base=bases[e.id], index_scale=head.scale)
+                    e = dataclasses.replace(
+                        e,
+                        index=relative,
+                        index_base=bases[e.id],
+                        index_scale=head.scale,
+                        index_codec=head.codec,
+                    )
                     if e.id in texts and e.text is None:
                         e = dataclasses.replace(e, text=texts[e.id])
                     folded = True
@@ -382,7 +390,7 @@ class Indexer:
                 storage.delete(self.engine.cache.path(path))
             self._head = None
             return True  # the tail moved on: look again
-        self._head = _Head(relative, head.index, key, head.scale)
+        self._head = _Head(relative, head.index, key, head.scale, head.codec)
         if head_path is not None:
             self._retire(head_path, committed)
         return True
@@ -417,7 +425,7 @@ class Indexer:
             ends = [key_end(manifest, p) for p in index_rows(manifest)]
             if self._head is not None:
                 ends.append(self._head.next_key)
-            return _Head("", new_index(manifest.dimension or 0, hnsw), max(ends, default=0), None)
+            return _Head("", new_index(manifest.dimension or 0, hnsw), max(ends, default=0), None, None)
         if self._head is not None and self._head.path == path:
             return self._head
         data = self.engine.storage.read_immutable(self.engine.cache.path(path))
@@ -425,8 +433,8 @@ class Indexer:
         if index is None:
             raise corrupt(self.engine.cache.path(path), "index", ValueError("not a usearch index"))
         next_key = _max_key(index) + 1 if len(index) else 0
-        scale = next(e.index_scale for e in manifest.fragments if e.index == path)
-        return _Head(path, index, next_key, scale)
+        entry = next(e for e in manifest.fragments if e.index == path)
+        return _Head(path, index, next_key, entry.index_scale, entry.index_codec)
 
 
 def live_vectors(snap, i: int) -> tuple[np.ndarray, np.ndarray]:

@@ -19,7 +19,7 @@ from usearch.index import ScalarKind
 
 from lakevec.engine import CollectionEngine
 from lakevec.lake.manifest import Manifest
-from lakevec.lake.quantize import index_scale, quantized
+from lakevec.lake.quantize import INT8, index_scale, quantized
 from lakevec.lake.snapshot import Snapshot
 from lakevec.maintenance.indexer import ADD_CHUNK, key_end, live_vectors, write_postings
 from lakevec.write.index import index_rows, new_index
@@ -34,6 +34,7 @@ class Tier:
     key: int
     scale: float | None  # the int8 scale every index of the collection shares (None: float16)
     rows: int
+    codec: str | None = None  # how rows enter the index (FragmentEntry.index_codec)
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class BuiltTier:
     bases: dict[str, int]  # fragment id -> its row 0's key
     texts: dict[str, str]  # fragment id -> its postings file
     scale: float | None
+    codec: str | None = None
 
 
 def plan_tiers(engine: CollectionEngine, rows_per_index: int) -> list[Tier]:
@@ -52,8 +54,9 @@ def plan_tiers(engine: CollectionEngine, rows_per_index: int) -> list[Tier]:
     if not tail or manifest.dimension is None:
         return []
     hnsw = manifest.config["hnsw"]
-    scale = None
+    scale, codec = None, None
     if new_index(manifest.dimension, hnsw).dtype == ScalarKind.I8:
+        codec = INT8
         scales = [e.index_scale for e in manifest.fragments if e.index_scale is not None]
         scale = scales[-1] if scales else index_scale(hnsw["space"], live_vectors(snap, tail[0])[1])
     key = max((key_end(manifest, p) for p in index_rows(manifest)), default=0)
@@ -63,11 +66,11 @@ def plan_tiers(engine: CollectionEngine, rows_per_index: int) -> list[Tier]:
     for i in tail:
         entry = manifest.fragments[i]
         if ids and rows + entry.rows > rows_per_index:
-            tiers.append(Tier(manifest.version, tuple(ids), first, scale, rows))
+            tiers.append(Tier(manifest.version, tuple(ids), first, scale, rows, codec))
             ids, first, rows = [], first + rows, 0
         ids.append(entry.id)
         rows += entry.rows
-    tiers.append(Tier(manifest.version, tuple(ids), first, scale, rows))
+    tiers.append(Tier(manifest.version, tuple(ids), first, scale, rows, codec))
     return tiers
 
 
@@ -87,7 +90,7 @@ def build_tier(engine: CollectionEngine, tier: Tier, threads: int = 0) -> BuiltT
     bases, key = {}, tier.key
     for i in positions:
         rows, vectors = live_vectors(snap, i)
-        vectors = quantized(hnsw["space"], vectors, tier.scale)
+        vectors = quantized(hnsw["space"], vectors, tier.scale, tier.codec)
         for a in range(0, len(rows), ADD_CHUNK):
             chunk = slice(a, a + ADD_CHUNK)
             index.add(key + rows[chunk], vectors[chunk], threads=threads)
@@ -97,7 +100,7 @@ def build_tier(engine: CollectionEngine, tier: Tier, threads: int = 0) -> BuiltT
     data = index.save()
     assert data is not None  # no path given: usearch returns the bytes
     engine.storage.write_new(engine.cache.path(path), data)
-    return BuiltTier(path, bases, write_postings(engine, snap, positions), tier.scale)
+    return BuiltTier(path, bases, write_postings(engine, snap, positions), tier.scale, tier.codec)
 
 
 def commit_tiers(engine: CollectionEngine, built: list[BuiltTier]) -> Manifest | None:
@@ -111,7 +114,11 @@ def commit_tiers(engine: CollectionEngine, built: list[BuiltTier]) -> Manifest |
             tier = by_fragment.get(e.id)
             if tier is not None and e.index is None:
                 e = dataclasses.replace(
-                    e, index=tier.path, index_base=tier.bases[e.id], index_scale=tier.scale
+                    e,
+                    index=tier.path,
+                    index_base=tier.bases[e.id],
+                    index_scale=tier.scale,
+                    index_codec=tier.codec,
                 )
                 if e.id in tier.texts and e.text is None:
                     e = dataclasses.replace(e, text=tier.texts[e.id])

@@ -255,7 +255,7 @@ def hnsw_search(
         first = dataclasses.replace(first, share=1.0, probe=True)
     plans = [first] * nq
     thin = 0
-    probes = quantized(space, queries, group.scale)
+    probes = quantized(space, queries, group.scale, group.codec)
     candidates = [np.zeros(0, dtype=np.int64)] * nq
     pending = list(range(nq))
     brute: list[int] = []  # queries handed to ``exact``
@@ -410,7 +410,7 @@ class IndexSet:
 def combined(groups: list[Group], members: list[Index]) -> tuple[Group, IndexSet] | None:
     """One group and index set standing for ``groups`` (each searched through its index in
     ``members``), if their key ranges are disjoint and their vectors enter alike; else None."""
-    if len({g.scale for g in groups}) > 1 or len({str(m.dtype) for m in members}) > 1:
+    if len({(g.scale, g.codec) for g in groups}) > 1 or len({str(m.dtype) for m in members}) > 1:
         return None
     spans = sorted((int(g.bases.min()), int((g.bases + g.rows).max())) for g in groups)
     if any(end > start for (_, end), (start, _) in zip(spans, spans[1:])):
@@ -424,6 +424,7 @@ def combined(groups: list[Group], members: list[Index]) -> tuple[Group, IndexSet
         np.concatenate([g.rows for g in groups])[order],
         np.concatenate([g.offsets for g in groups])[order],
         groups[0].scale,
+        groups[0].codec,
     )
     return group, IndexSet(members)
 
