@@ -1,8 +1,9 @@
 """Ways to build the HNSW index of a large collection faster, measured on the index alone (raw
 usearch, int8 as lakevec builds it, vectors scaled as lakevec scales them): one graph at
-ef_construction 100 (lakevec's default, Chroma's), one graph at ef_construction 48 or 64, two
-or four tiers searched as one usearch ``Indexes`` (what parallel tier builds give), and one graph
-of fewer neighbours per node (connectivity 12 or 8 instead of 16).
+ef_construction 100 (lakevec's default, Chroma's) with its rows added in row order or cluster by
+cluster (``insertion_order``, what lakevec's indexer does), one graph at ef_construction 48 or
+64, two or four tiers searched as one usearch ``Indexes`` (what parallel tier builds give), and
+one graph of fewer neighbours per node (connectivity 12 or 8 instead of 16).
 
     python -m benchmarks build_options                          # clustered-1m, every option
     python -m benchmarks build_options --options 3,4            # options 3 and 4 only
@@ -25,20 +26,24 @@ from usearch.index import Index, Indexes
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import header, heading, write  # noqa: E402
 from benchmarks.harness.datasets import CACHE, K, load  # noqa: E402
+from lakevec.write.index import insertion_order  # noqa: E402
 
 POOL = 80
-OPTIONS = (  # (label, ef_construction, tiers, connectivity)
-    ("one graph, ef_construction 100", 100, 1, 16),
-    ("one graph, ef_construction 48", 48, 1, 16),
-    ("one graph, ef_construction 64", 64, 1, 16),
-    ("2 tiers, ef_construction 100", 100, 2, 16),
-    ("4 tiers, ef_construction 100", 100, 4, 16),
-    ("one graph, connectivity 12, ef_construction 100", 100, 1, 12),
-    ("one graph, connectivity 8, ef_construction 100", 100, 1, 8),
+OPTIONS = (  # (label, ef_construction, tiers, connectivity, in cluster order)
+    ("one graph, ef_construction 100, row order", 100, 1, 16, False),
+    ("one graph, ef_construction 48", 48, 1, 16, False),
+    ("one graph, ef_construction 64", 64, 1, 16, False),
+    ("2 tiers, ef_construction 100", 100, 2, 16, False),
+    ("4 tiers, ef_construction 100", 100, 4, 16, False),
+    ("one graph, connectivity 12, ef_construction 100", 100, 1, 12, False),
+    ("one graph, connectivity 8, ef_construction 100", 100, 1, 8, False),
+    ("one graph, ef_construction 100, in cluster order (lakevec's)", 100, 1, 16, True),
 )
 
 
-def build(vectors: np.ndarray, first: int, last: int, efc: int, m: int = 16) -> tuple[Index, float]:
+def build(
+    vectors: np.ndarray, first: int, last: int, efc: int, m: int = 16, ordered: bool = False
+) -> tuple[Index, float]:
     index = Index(
         ndim=vectors.shape[1],
         metric="l2sq",
@@ -47,8 +52,8 @@ def build(vectors: np.ndarray, first: int, last: int, efc: int, m: int = 16) -> 
         expansion_add=efc,
         expansion_search=100,
     )
-    keys = np.arange(first, last)
-    start = time.perf_counter()
+    start = time.perf_counter()  # the order is part of the build
+    keys = first + (insertion_order(vectors[first:last]) if ordered else np.arange(last - first))
     for a in range(0, len(keys), 16_384):
         index.add(keys[a : a + 16_384], vectors[keys[a : a + 16_384]], threads=0)
     return index, time.perf_counter() - start
@@ -86,11 +91,11 @@ def main(argv: list[str] | None = None) -> dict:
     result = header("build_options", argv, dataset=args.dataset, rows=ds.n)
     result["options"] = []
     chosen = [OPTIONS[int(i) - 1] for i in args.options.split(",")] if args.options else OPTIONS
-    for label, efc, tiers, m in chosen:
+    for label, efc, tiers, m, ordered in chosen:
         size = -(-ds.n // tiers)
         parts, seconds = [], 0.0
         for t in range(tiers):
-            index, s = build(rows, t * size, min(ds.n, (t + 1) * size), efc, m)
+            index, s = build(rows, t * size, min(ds.n, (t + 1) * size), efc, m, ordered)
             parts.append(index)
             seconds += s
         if tiers == 1:

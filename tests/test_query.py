@@ -519,6 +519,61 @@ def test_an_int8_index_without_a_codec_is_searched_with_float_queries():
     assert recall >= 0.95, recall
 
 
+@given(n=st.integers(0, 3_000), dim=st.sampled_from([2, 16, 128]), int8=st.booleans())
+@settings(max_examples=15, deadline=None)
+def test_insertion_order_is_a_permutation_that_groups_near_rows(n, dim, int8):
+    from lakevec.write.index import insertion_order
+
+    x = clustered(n, dim, rank=min(dim, 4)) if n else np.zeros((0, dim), dtype=np.float32)
+    if int8:
+        x = np.rint(np.clip(x / max(1e-9, float(np.abs(x).max(initial=0))), -1, 1) * 127).astype(np.int8)
+    order = insertion_order(x, min_rows=64, cluster_rows=100)
+    assert np.array_equal(np.sort(order), np.arange(n))
+    if n >= 64 and dim > 2:  # consecutive rows are nearer than rows in the given order
+        step = lambda v: float(np.mean(np.abs(np.diff(v.astype(np.float32), axis=0))))  # noqa: E731
+        assert step(x[order]) < step(x)
+
+
+@pytest.mark.parametrize("space", ["l2", "cosine"])
+def test_rows_added_in_cluster_order_keep_their_keys(monkeypatch, tmp_path, space):
+    """A fold adds its rows cluster by cluster; every row's key still names that row."""
+    import lakevec.write.index as index_module
+
+    monkeypatch.setattr(index_module, "ORDER_MIN_ROWS", 256)
+    monkeypatch.setattr(index_module, "ORDER_CLUSTER_ROWS", 200)
+    col = lakevec.PersistentClient(str(tmp_path)).create_collection(
+        "ordered", configuration={"hnsw": {"space": space}}, embedding_function=None
+    )
+    n, dim = 4_000, 128
+    x = uneven(n, dim)
+    for a in range(0, n, 1_000):
+        col.add(ids=[f"r{i}" for i in range(a, a + 1_000)], embeddings=x[a : a + 1_000])
+    col.delete(ids=["r5", "r1500"])
+    col.wait_for_index()
+    snap = col._engine.snapshot()
+    assert all(e.index for e in snap.manifest.fragments)
+    from lakevec.lake.quantize import quantized
+
+    index = next(iter(col._engine._open_indexes(snap).values()))
+    assert len(index) == n - 2  # deleted rows are not added
+    alive = np.setdiff1d(np.arange(n), [5, 1500])
+    start = np.cumsum([0] + [e.rows for e in snap.manifest.fragments])
+    for e, first in zip(snap.manifest.fragments, start):  # each key holds its own row
+        rows = np.setdiff1d(np.arange(e.rows), [5 - first, 1500 - first])
+        held = np.stack(index.get(e.index_base + rows, dtype=np.int8))
+        np.testing.assert_array_equal(held, quantized(space, x[first + rows], e.index_scale, e.index_codec))
+    rows = alive[::37]
+    res = col.query(query_embeddings=x[rows], n_results=1, include=["distances"])
+    assert [r[0] for r in res["ids"]] == [f"r{i}" for i in rows]
+    queries = uneven(20, dim, seed=7)
+    res = col.query(query_embeddings=queries, n_results=10)
+    d = distance_matrix(space, queries, x)
+    d[:, [5, 1500]] = np.inf
+    truth = np.argsort(d, axis=1)[:, :10]
+    recall = np.mean([len({f"r{i}" for i in t} & set(r)) / 10 for t, r in zip(truth, res["ids"])])
+    assert recall >= 0.95, recall
+
+
 @pytest.mark.parametrize(
     "space,dim,where", [("l2", 192, "memory"), ("cosine", 192, "file"), ("l2", 16, "file")]
 )

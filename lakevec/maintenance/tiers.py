@@ -19,10 +19,10 @@ from usearch.index import ScalarKind
 
 from lakevec.engine import CollectionEngine
 from lakevec.lake.manifest import Manifest
-from lakevec.lake.quantize import INT8, index_scale, quantized
+from lakevec.lake.quantize import INT8, index_scale
 from lakevec.lake.snapshot import Snapshot
-from lakevec.maintenance.indexer import ADD_CHUNK, key_end, live_vectors, write_postings
-from lakevec.write.index import index_rows, new_index
+from lakevec.maintenance.indexer import ADD_CHUNK, gather_tail, key_end, live_vectors, write_postings
+from lakevec.write.index import index_rows, insertion_order, new_index
 
 
 @dataclass(frozen=True)
@@ -87,15 +87,12 @@ def build_tier(engine: CollectionEngine, tier: Tier, threads: int = 0) -> BuiltT
     index = new_index(manifest.dimension or 0, hnsw)
     where = {e.id: i for i, e in enumerate(manifest.fragments)}
     positions = [where[f] for f in tier.fragments]
-    bases, key = {}, tier.key
-    for i in positions:
-        rows, vectors = live_vectors(snap, i)
-        vectors = quantized(hnsw["space"], vectors, tier.scale, tier.codec)
-        for a in range(0, len(rows), ADD_CHUNK):
-            chunk = slice(a, a + ADD_CHUNK)
-            index.add(key + rows[chunk], vectors[chunk], threads=threads)
-        bases[manifest.fragments[i].id] = key
-        key += manifest.fragments[i].rows
+    keys, vectors, bases = gather_tail(snap, positions, tier.key, tier.scale, tier.codec)
+    order = insertion_order(vectors)
+    for a in range(0, len(order), ADD_CHUNK):
+        chunk = order[a : a + ADD_CHUNK]
+        index.add(keys[chunk], vectors[chunk], threads=threads)
+    del vectors
     path = f"index/{uuid.uuid4().hex}.usearch"
     data = index.save()
     assert data is not None  # no path given: usearch returns the bytes
