@@ -59,7 +59,7 @@ def insertion_order(
     """The order to add ``vectors`` to a graph in: rows of one cluster (their nearest of ~n/1000
     centroids, k-means on a sample) one after another. usearch lays nodes out in the order they
     come, so each insert searches memory that the inserts before it brought into cache. On 1M
-    clustered x 384 (int8, 2 cores) the graph builds in 72 s instead of 200 s, at recall@10 0.973
+    clustered x 384 (int8, 2 cores) the graph builds in 105 s instead of 218 s, at recall@10 0.970
     against 0.978; 50k real text embeddings and 200k structureless vectors build and search as
     in row order (``benchmarks/build_options.py``, option 8, and a scratch script)."""
     n = len(vectors)
