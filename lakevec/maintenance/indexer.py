@@ -29,16 +29,15 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-from usearch.index import Index, ScalarKind
+from usearch.index import Index
 
 from lakevec.engine import CollectionEngine
 from lakevec.errors import corrupt
 from lakevec.lake.forks import FORKS, foreign
 from lakevec.lake.manifest import Manifest
-from lakevec.lake.quantize import INT8, index_scale, quantized
 from lakevec.maintenance.merge import merge_small
 from lakevec.maintenance.vacuum import vacuum
-from lakevec.write.index import index_rows, insertion_order, new_index
+from lakevec.write.index import gather_tail, index_encoding, index_rows, insertion_order, new_index
 
 FOLD_MIN_ROWS = 4096  # a smaller tail is searched exactly until wait_for_index()
 FOLD_MAX_TAIL = 50_000  # never leave more than this for exact search while writes go on
@@ -336,12 +335,8 @@ class Indexer:
         manifest = snap.manifest
         hnsw = manifest.config["hnsw"]
         head = self._open_head(head_path, manifest, hnsw)
-        if not head.path and not len(head.index) and head.index.dtype == ScalarKind.I8:
-            # a new index: the collection's scale (one query vector fits all its indexes),
-            # else one from its first rows
-            scales = [e.index_scale for e in manifest.fragments if e.index_scale is not None]
-            head.scale = scales[-1] if scales else index_scale(hnsw["space"], live_vectors(snap, tail[0])[1])
-            head.codec = INT8
+        if not head.path and not len(head.index):
+            head.scale, head.codec = index_encoding(snap, tail)
         keys, vectors, bases = gather_tail(snap, tail, head.next_key, head.scale, head.codec)
         order = insertion_order(vectors)
         for a in range(0, len(order), ADD_CHUNK):
@@ -431,45 +426,6 @@ class Indexer:
         next_key = _max_key(index) + 1 if len(index) else 0
         entry = next(e for e in manifest.fragments if e.index == path)
         return _Head(path, index, next_key, entry.index_scale, entry.index_codec)
-
-
-def gather_tail(
-    snap, tail: list[int], key: int, scale: float | None, codec: str | None
-) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    """The live rows of fragments ``tail`` as one index takes them: their keys (from ``key`` on,
-    fragment after fragment), their vectors as the index enters them (int8, or float16 for a
-    float16 index: half of float32's memory), and each fragment's base key."""
-    manifest = snap.manifest
-    space = manifest.config["hnsw"]["space"]
-    total = sum(manifest.fragments[i].rows for i in tail)  # live rows are fewer
-    keys = np.empty(total, dtype=np.int64)
-    vectors: np.ndarray | None = None
-    bases: dict[str, int] = {}
-    at = 0
-    for i in tail:
-        entry = manifest.fragments[i]
-        rows, part = live_vectors(snap, i)
-        part = quantized(space, part, scale, codec)
-        if vectors is None:
-            kind = np.int8 if part.dtype == np.int8 else np.float16
-            vectors = np.empty((total, part.shape[1]), dtype=kind)
-        keys[at : at + len(rows)] = key + rows
-        vectors[at : at + len(rows)] = part
-        at += len(rows)
-        bases[entry.id] = key
-        key += entry.rows
-    if vectors is None:
-        vectors = np.empty((0, manifest.dimension or 0), dtype=np.float16)
-    return keys[:at], vectors[:at], bases
-
-
-def live_vectors(snap, i: int) -> tuple[np.ndarray, np.ndarray]:
-    """The live rows of fragment ``i`` and their vectors (contiguous, as usearch wants them)."""
-    entry, frag = snap.manifest.fragments[i], snap.fragments[i]
-    rows = np.arange(entry.rows, dtype=np.int64)
-    if snap.dead[i] is not None:
-        rows = np.setdiff1d(rows, snap.dead[i])
-    return rows, frag.read_once(rows)
 
 
 def write_postings(

@@ -15,14 +15,11 @@ import dataclasses
 import uuid
 from dataclasses import dataclass
 
-from usearch.index import ScalarKind
-
 from lakevec.engine import CollectionEngine
 from lakevec.lake.manifest import Manifest
-from lakevec.lake.quantize import INT8, index_scale
 from lakevec.lake.snapshot import Snapshot
-from lakevec.maintenance.indexer import ADD_CHUNK, gather_tail, key_end, live_vectors, write_postings
-from lakevec.write.index import index_rows, insertion_order, new_index
+from lakevec.maintenance.indexer import ADD_CHUNK, key_end, write_postings
+from lakevec.write.index import gather_tail, index_encoding, index_rows, insertion_order, new_index
 
 
 @dataclass(frozen=True)
@@ -53,12 +50,7 @@ def plan_tiers(engine: CollectionEngine, rows_per_index: int) -> list[Tier]:
     tail = [i for i, e in enumerate(manifest.fragments) if e.index is None and e.live_rows > 0]
     if not tail or manifest.dimension is None:
         return []
-    hnsw = manifest.config["hnsw"]
-    scale, codec = None, None
-    if new_index(manifest.dimension, hnsw).dtype == ScalarKind.I8:
-        codec = INT8
-        scales = [e.index_scale for e in manifest.fragments if e.index_scale is not None]
-        scale = scales[-1] if scales else index_scale(hnsw["space"], live_vectors(snap, tail[0])[1])
+    scale, codec = index_encoding(snap, tail)
     key = max((key_end(manifest, p) for p in index_rows(manifest)), default=0)
     tiers: list[Tier] = []
     ids: list[str] = []

@@ -13,6 +13,8 @@ import numpy as np
 from usearch.index import Index
 
 from lakevec.lake.manifest import Manifest
+from lakevec.lake.quantize import INT8, index_scale, quantized
+from lakevec.lake.snapshot import Snapshot
 
 METRICS = {"l2": "l2sq", "cosine": "cos", "ip": "ip"}
 #: int8 graph vectors from QUANTIZE_MIN_DIM dimensions on: a quarter of float32's bytes and VNNI
@@ -51,6 +53,52 @@ def new_index(dim: int, hnsw: dict[str, Any]) -> Index:
         expansion_add=hnsw["ef_construction"],
         expansion_search=hnsw["ef_search"],
     )
+
+
+def index_encoding(snap: Snapshot, tail: list[int]) -> tuple[float | None, str | None]:
+    """How rows enter a new index of the collection: (scale, codec). An int8 index takes the
+    collection's scale (one query vector fits all its indexes), else one from the tail's first
+    rows; a float16 index neither."""
+    manifest = snap.manifest
+    space = manifest.config["hnsw"]["space"]
+    if index_dtype(manifest.dimension or 0, space) != "i8":
+        return None, None
+    scales = [e.index_scale for e in manifest.fragments if e.index_scale is not None]
+    return (scales[-1] if scales else index_scale(space, live_vectors(snap, tail[0])[1])), INT8
+
+
+def live_vectors(snap: Snapshot, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """The live rows of fragment ``i`` and their vectors (contiguous, as usearch wants them)."""
+    entry, frag = snap.manifest.fragments[i], snap.fragments[i]
+    rows, dead = np.arange(entry.rows, dtype=np.int64), snap.dead[i]
+    if dead is not None:
+        rows = np.setdiff1d(rows, dead)
+    return rows, frag.read_once(rows)
+
+
+def gather_tail(
+    snap: Snapshot, tail: list[int], key: int, scale: float | None, codec: str | None
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """The live rows of fragments ``tail`` as one index takes them: their keys (from ``key`` on,
+    fragment after fragment), their vectors as the index enters them (int8, or float16 for a
+    float16 index: half of float32's memory), and each fragment's base key."""
+    manifest = snap.manifest
+    space = manifest.config["hnsw"]["space"]
+    total = sum(manifest.fragments[i].rows for i in tail)  # live rows are fewer
+    keys = np.empty(total, dtype=np.int64)
+    kind = np.int8 if scale is not None and codec == INT8 else np.float16
+    vectors = np.empty((total, manifest.dimension or 0), dtype=kind)
+    bases: dict[str, int] = {}
+    at = 0
+    for i in tail:
+        entry = manifest.fragments[i]
+        rows, part = live_vectors(snap, i)
+        keys[at : at + len(rows)] = key + rows
+        vectors[at : at + len(rows)] = quantized(space, part, scale, codec)
+        at += len(rows)
+        bases[entry.id] = key
+        key += entry.rows
+    return keys[:at], vectors[:at], bases
 
 
 def insertion_order(
