@@ -243,7 +243,7 @@ class FragmentData:
 
 
 def _arrived(data: FragmentData, download: Future) -> None:
-    if download.exception() is None:
+    if not download.cancelled() and download.exception() is None:
         data.ranged = None  # rows are read from the copy now
 
 

@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-FORMAT_VERSION = 2  # 2 adds FragmentEntry.index_codec
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3  # 2 adds FragmentEntry.index_codec, 3 FragmentEntry.index_route
+READABLE_VERSIONS = (1, 2, 3)
 #: a collection's file directories (beside ``versions/``): fragments, deletion files, indexes
 FILE_DIRS = ("data", "deletes", "index")
 
@@ -43,6 +43,7 @@ class FragmentEntry:
     index_base: int = 0  # key of row r in that index is index_base + r
     index_scale: float | None = None  # an int8 index's scale (None: a float16 index)
     index_codec: str | None = None  # "i8": int8 rows rounded by lakevec (lake/quantize.py)
+    index_route: str | None = None  # relative path of that index's route file (lake/route.py)
     text: str | None = None  # relative path of the documents' full-text postings (lake/text.py)
 
 
@@ -77,6 +78,8 @@ class Manifest:
                 out.add(f.deletes)
             if f.index:
                 out.add(f.index)
+            if f.index_route:
+                out.add(f.index_route)
             if f.text:
                 out.add(f.text)
         return out

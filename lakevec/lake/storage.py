@@ -31,6 +31,22 @@ RANGE_CHUNK = 16 << 20  # one GET of a large file downloaded in ranges
 RANGES_IN_FLIGHT = 16  # of one download: bounds the memory it holds (256 MB)
 FETCHERS = 8  # downloads at once: one GET is bound by the server's per-request speed
 _FETCH_POOL: ThreadPoolExecutor | None = None
+_EXITING = threading.Event()
+
+
+class _Exiting(Exception):
+    """The interpreter is exiting: a background copy stops between ranges."""
+
+
+def _drop_copies() -> None:
+    """At exit, drop the copies not started and stop the running ones at their next range: a
+    copy only fills the cache, and a process that is leaving (one query, say, its index still
+    copying) should not wait seconds for it. Registered with ``threading._register_atexit``,
+    which runs before ``concurrent.futures`` joins its workers (a plain ``atexit`` handler
+    runs after)."""
+    _EXITING.set()
+    if _FETCH_POOL is not None:
+        _FETCH_POOL.shutdown(wait=False, cancel_futures=True)
 
 
 def _writeback_call() -> Callable[[int, int, int, int], int] | None:
@@ -194,6 +210,8 @@ class Storage:
             fd = out.fileno()
 
             def fetch(start: int) -> None:
+                if _EXITING.is_set():
+                    raise _Exiting(path)
                 os.pwrite(fd, self.read_ranges([path], [start], [min(size, start + RANGE_CHUNK)])[0], start)
 
             starts = range(RANGE_CHUNK, size, RANGE_CHUNK)
@@ -223,6 +241,7 @@ class Storage:
         with _MEMORY_LOCK:
             if _FETCH_POOL is None:
                 _FETCH_POOL = ThreadPoolExecutor(FETCHERS, thread_name_prefix="lakevec-fetch")
+                threading._register_atexit(_drop_copies)  # type: ignore[attr-defined]
         return [_FETCH_POOL.submit(self.local_copy, path) for path in paths]
 
     def open_immutable(self, path: str) -> pa.NativeFile:

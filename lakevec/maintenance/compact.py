@@ -132,7 +132,9 @@ def _detach(indexer: Indexer, indexes: set[str]) -> int:
 
     def transform(current: Manifest) -> Manifest:
         fragments = [
-            dataclasses.replace(e, index=None, index_base=0, index_scale=None, index_codec=None)
+            dataclasses.replace(
+                e, index=None, index_base=0, index_scale=None, index_codec=None, index_route=None
+            )
             if e.index in indexes
             else e
             for e in current.fragments

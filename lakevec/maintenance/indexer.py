@@ -35,9 +35,19 @@ from lakevec.engine import CollectionEngine
 from lakevec.errors import corrupt
 from lakevec.lake.forks import FORKS, foreign
 from lakevec.lake.manifest import Manifest
+from lakevec.lake.route import route_path
 from lakevec.maintenance.merge import merge_small
 from lakevec.maintenance.vacuum import vacuum
-from lakevec.write.index import gather_tail, index_encoding, index_rows, insertion_order, new_index
+from lakevec.write.index import (
+    ROW_KINDS,
+    gather_tail,
+    index_encoding,
+    index_route,
+    index_rows,
+    insertion_order,
+    new_index,
+    striped,
+)
 
 FOLD_MIN_ROWS = 4096  # a smaller tail is searched exactly until wait_for_index()
 FOLD_MAX_TAIL = 50_000  # never leave more than this for exact search while writes go on
@@ -343,15 +353,14 @@ class Indexer:
             # in chunks: a background fold takes every core from the next chunk on once a
             # caller waits for the index (wait_for_index)
             threads = 0 if self._waiters else self._threads
-            chunk = order[a : a + ADD_CHUNK]
+            chunk = striped(order[a : a + ADD_CHUNK], threads)
             head.index.add(keys[chunk], vectors[chunk], threads=threads, progress=self._keep_going)
             if self._stopping:
                 raise _Stopped
         del vectors
         key = head.next_key + sum(manifest.fragments[i].rows for i in tail)
-        relative = f"index/{uuid.uuid4().hex}.usearch"
+        relative, route = save_index(self.engine, head.index)
         storage = self.engine.storage
-        storage.write_new(self.engine.cache.path(relative), head.index.save())
         texts = self._write_postings(snap, tail)
         members = {e.id for e in manifest.fragments if head_path is not None and e.index == head_path}
 
@@ -365,25 +374,29 @@ class Indexer:
                         index_base=bases[e.id],
                         index_scale=head.scale,
                         index_codec=head.codec,
+                        index_route=route,
                     )
                     if e.id in texts and e.text is None:
                         e = dataclasses.replace(e, text=texts[e.id])
                     folded = True
                 elif e.id in members and e.index == head_path:
-                    e = dataclasses.replace(e, index=relative)
+                    e = dataclasses.replace(e, index=relative, index_route=route)
                 fragments.append(e)
             # another process indexed (or compacted) these rows first: nothing left to commit
             return m.child("index", fragments=tuple(fragments)) if folded else None
 
         committed = self.engine.commit_transform(point)
         if committed is None:
-            for path in [relative, *texts.values()]:
+            for path in [relative, *([route] if route else []), *texts.values()]:
                 storage.delete(self.engine.cache.path(path))
             self._head = None
             return True  # the tail moved on: look again
         self._head = _Head(relative, head.index, key, head.scale, head.codec)
         if head_path is not None:
             self._retire(head_path, committed)
+            head_route = next((e.index_route for e in manifest.fragments if e.index == head_path), None)
+            if head_route:
+                self._retire(head_route, committed)
         return True
 
     def _write_postings(self, snap, tail: list[int]) -> dict[str, str]:
@@ -426,6 +439,21 @@ class Indexer:
         next_key = _max_key(index) + 1 if len(index) else 0
         entry = next(e for e in manifest.fragments if e.index == path)
         return _Head(path, index, next_key, entry.index_scale, entry.index_codec)
+
+
+def save_index(engine: CollectionEngine, index: Index) -> tuple[str, str | None]:
+    """Write a new index file, and its route file where one pays (``index_route``): their
+    paths relative to the collection."""
+    data = index.save()
+    assert data is not None  # no path given: usearch returns the bytes
+    path = f"index/{uuid.uuid4().hex}.usearch"
+    engine.storage.write_new(engine.cache.path(path), data)
+    kind = ROW_KINDS.get(index.dtype)
+    route = index_route(data, kind) if kind is not None else None
+    if route is None:
+        return path, None
+    engine.storage.write_new(engine.cache.path(route_path(path)), route.to_bytes())
+    return path, route_path(path)
 
 
 def write_postings(

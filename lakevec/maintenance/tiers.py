@@ -12,14 +12,13 @@ unindexed for the indexer to fold.
 from __future__ import annotations
 
 import dataclasses
-import uuid
 from dataclasses import dataclass
 
 from lakevec.engine import CollectionEngine
 from lakevec.lake.manifest import Manifest
 from lakevec.lake.snapshot import Snapshot
-from lakevec.maintenance.indexer import ADD_CHUNK, key_end, write_postings
-from lakevec.write.index import gather_tail, index_encoding, index_rows, insertion_order, new_index
+from lakevec.maintenance.indexer import ADD_CHUNK, key_end, save_index, write_postings
+from lakevec.write.index import gather_tail, index_encoding, index_rows, insertion_order, new_index, striped
 
 
 @dataclass(frozen=True)
@@ -41,6 +40,7 @@ class BuiltTier:
     texts: dict[str, str]  # fragment id -> its postings file
     scale: float | None
     codec: str | None = None
+    route: str | None = None  # the index's route file, if it has one
 
 
 def plan_tiers(engine: CollectionEngine, rows_per_index: int) -> list[Tier]:
@@ -82,14 +82,11 @@ def build_tier(engine: CollectionEngine, tier: Tier, threads: int = 0) -> BuiltT
     keys, vectors, bases = gather_tail(snap, positions, tier.key, tier.scale, tier.codec)
     order = insertion_order(vectors)
     for a in range(0, len(order), ADD_CHUNK):
-        chunk = order[a : a + ADD_CHUNK]
+        chunk = striped(order[a : a + ADD_CHUNK], threads)
         index.add(keys[chunk], vectors[chunk], threads=threads)
     del vectors
-    path = f"index/{uuid.uuid4().hex}.usearch"
-    data = index.save()
-    assert data is not None  # no path given: usearch returns the bytes
-    engine.storage.write_new(engine.cache.path(path), data)
-    return BuiltTier(path, bases, write_postings(engine, snap, positions), tier.scale, tier.codec)
+    path, route = save_index(engine, index)
+    return BuiltTier(path, bases, write_postings(engine, snap, positions), tier.scale, tier.codec, route)
 
 
 def commit_tiers(engine: CollectionEngine, built: list[BuiltTier]) -> Manifest | None:
@@ -108,6 +105,7 @@ def commit_tiers(engine: CollectionEngine, built: list[BuiltTier]) -> Manifest |
                     index_base=tier.bases[e.id],
                     index_scale=tier.scale,
                     index_codec=tier.codec,
+                    index_route=tier.route,
                 )
                 if e.id in tier.texts and e.text is None:
                     e = dataclasses.replace(e, text=tier.texts[e.id])
@@ -118,7 +116,7 @@ def commit_tiers(engine: CollectionEngine, built: list[BuiltTier]) -> Manifest |
     committed = engine.commit_transform(point)
     used = committed.files() if committed is not None else set()
     for tier in built:
-        for path in [tier.path, *tier.texts.values()]:
+        for path in [tier.path, *([tier.route] if tier.route else []), *tier.texts.values()]:
             if path not in used:
                 engine.storage.delete(engine.cache.path(path))
     return committed

@@ -15,6 +15,7 @@ from usearch.index import Index
 from lakevec.lake.schema import dicts_from_columns
 from lakevec.lake.snapshot import Group, Snapshot
 from lakevec.read.mask import arrow_evaluable, where_mask
+from lakevec.read.routed import RoutedIndex
 from lakevec.read.rows import select
 from lakevec.read.search import (
     GATHER_BYTES,
@@ -175,11 +176,13 @@ class FilterCache:
         return allowed
 
 
-_COMBINED: OrderedDict[tuple, tuple[Snapshot, tuple[Group, IndexSet] | None]] = OrderedDict()
+_COMBINED: OrderedDict[tuple, tuple[Snapshot, tuple[Group, IndexSet | RoutedIndex] | None]] = OrderedDict()
 _COMBINED_LOCK = threading.Lock()
 
 
-def _combined(snap: Snapshot, chosen: list[tuple[Group, Index, int]]) -> tuple[Group, IndexSet] | None:
+def _combined(
+    snap: Snapshot, chosen: list[tuple[Group, Index, int]]
+) -> tuple[Group, IndexSet | RoutedIndex] | None:
     """:func:`combined` for a snapshot's chosen indexes, built once and kept (LRU of 8)."""
     key = (id(snap), snap.version, tuple(id(index) for _, index, _ in chosen))
     with _COMBINED_LOCK:
@@ -257,7 +260,7 @@ def shards(snap: Snapshot) -> list[frozenset[str]]:
 def _hnsw(
     snap: Snapshot,
     space: str,
-    index: Index | IndexSet,
+    index: Index | IndexSet | RoutedIndex,
     group: Group,
     queries: np.ndarray,
     k: int,

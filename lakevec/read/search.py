@@ -21,12 +21,14 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from usearch.index import Index, Indexes
 
 from lakevec.lake.quantize import quantized
 from lakevec.lake.snapshot import Group, Snapshot
+from lakevec.read.routed import RoutedIndex
 
 EXACT_NS = 0.42e-6  # ms per (row x dimension): 100k x 384 exact ~ 16 ms (gather + product)
 GATHERED_NS = 0.2e-6  # ... over rows a cached filter keeps gathered (100k x 384: 7.5 ms)
@@ -230,7 +232,7 @@ class Neighbourhoods:
 def hnsw_search(
     snap: Snapshot,
     space: str,
-    index: Index | IndexSet,
+    index: Index | IndexSet | RoutedIndex,
     group: Group,
     queries: np.ndarray,
     k: int,
@@ -407,9 +409,13 @@ class IndexSet:
         return self._native.search(vectors, count, threads=threads)
 
 
-def combined(groups: list[Group], members: list[Index]) -> tuple[Group, IndexSet] | None:
+def combined(groups: list[Group], members: list[Any]) -> tuple[Group, IndexSet | RoutedIndex] | None:
     """One group and index set standing for ``groups`` (each searched through its index in
-    ``members``), if their key ranges are disjoint and their vectors enter alike; else None."""
+    ``members``), if their key ranges are disjoint and their vectors enter alike; else None.
+    Indexes searched through their routes (read/routed.py) join only each other."""
+    routed = [m for m in members if isinstance(m, RoutedIndex)]
+    if routed and len(routed) < len(members):
+        return None
     if len({(g.scale, g.codec) for g in groups}) > 1 or len({str(m.dtype) for m in members}) > 1:
         return None
     spans = sorted((int(g.bases.min()), int((g.bases + g.rows).max())) for g in groups)
@@ -426,6 +432,8 @@ def combined(groups: list[Group], members: list[Index]) -> tuple[Group, IndexSet
         groups[0].scale,
         groups[0].codec,
     )
+    if routed:  # searched by range, as one; their copies as one index set once there
+        return group, RoutedIndex.joined(routed, lambda: IndexSet([m.whole() for m in routed]))
     return group, IndexSet(members)
 
 

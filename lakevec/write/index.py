@@ -7,26 +7,36 @@ fragments at it (:mod:`lakevec.maintenance.indexer` decides when).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
-from usearch.index import Index
+from usearch.index import Index, ScalarKind
 
 from lakevec.lake.manifest import Manifest
 from lakevec.lake.quantize import INT8, index_scale, quantized
+from lakevec.lake.route import ROUTE_BLOCK, Route, index_layout
 from lakevec.lake.snapshot import Snapshot
 
 METRICS = {"l2": "l2sq", "cosine": "cos", "ip": "ip"}
+#: how an index of each usearch dtype holds a row (the ones lakevec builds)
+ROW_KINDS: dict[Any, np.dtype] = {ScalarKind.I8: np.dtype(np.int8), ScalarKind.F16: np.dtype(np.float16)}
 #: int8 graph vectors from QUANTIZE_MIN_DIM dimensions on: a quarter of float32's bytes and VNNI
 #: distance kernels (1.6x faster build, 2x faster search than float16 at 200k x 384, the same
 #: recall@10 once 8k candidates are re-ranked in float32); float16 below, where int8's 255
 #: levels per dimension lose too much (32-d clustered: recall 0.94 against 1.00)
 QUANTIZE_MIN_DIM = 128
 #: a fold or tier of at least this many rows adds them cluster by cluster (insertion_order)
-ORDER_MIN_ROWS = 65_536
+ORDER_MIN_ROWS = 4_096
 #: rows per cluster of insertion_order: 1M rows in 256 clusters instead of 1,000 lost recall
 #: (0.973 -> 0.927); the assignment costs n x n / ORDER_CLUSTER_ROWS distances (~8 s at 1M)
 ORDER_CLUSTER_ROWS = 1_000
+#: an index of at least this many rows gets a route file (lake/route.py): 131,072 x 384 int8
+#: rows are 50 MB, which a remote reader copies in well under a second
+ROUTE_MIN_ROWS = 131_072
+#: ... if its blocks are tight: their rows' squared distances to the block's mean sum to at
+#: most this share of their distances to the index's mean (about 1 for rows in row order)
+ROUTE_MAX_SPREAD = 0.8
 
 
 def index_dtype(dim: int, space: str) -> str:
@@ -113,17 +123,35 @@ def insertion_order(
     n = len(vectors)
     if n < (ORDER_MIN_ROWS if min_rows is None else min_rows):
         return np.arange(n)
+    return np.argsort(_nearest(vectors, centroids(vectors, cluster_rows)), kind="stable")
+
+
+def striped(order: np.ndarray, threads: int) -> np.ndarray:
+    """``order`` dealt out so that usearch's ``threads`` (each takes a contiguous slice of one
+    add call) insert its rows in step: thread t takes ``order[t::threads]``. The graph's slots
+    then follow ``order`` instead of interleaving the slices, so a block of slots holds near
+    rows (what a route's blocks need: lake/route.py)."""
+    threads = threads or os.cpu_count() or 1
+    if threads <= 1 or len(order) <= threads:
+        return order
+    return np.concatenate([order[t::threads] for t in range(threads)])
+
+
+def centroids(vectors: np.ndarray, cluster_rows: int = ORDER_CLUSTER_ROWS) -> np.ndarray:
+    """~n / ``cluster_rows`` float32 centroids of ``vectors``: a few k-means steps on a sample
+    (the order and the route only need near rows together, not the best clusters)."""
+    n = len(vectors)
     rng = np.random.default_rng(0)
     k = min(n, max(16, n // cluster_rows))
     sample = vectors[np.sort(rng.choice(n, min(n, 50 * k), replace=False))].astype(np.float32)
-    centroids = sample[rng.choice(len(sample), k, replace=False)]
-    for _ in range(3):  # a few k-means steps: the order only needs near rows together
-        labels = _nearest(sample, centroids)
+    out = sample[rng.choice(len(sample), k, replace=False)]
+    for _ in range(3):
+        labels = _nearest(sample, out)
         order = np.argsort(labels, kind="stable")
         used, starts = np.unique(labels[order], return_index=True)
         sums = np.add.reduceat(sample[order], starts, axis=0)
-        centroids[used] = sums / np.diff(np.append(starts, len(sample)))[:, None]
-    return np.argsort(_nearest(vectors, centroids), kind="stable")
+        out[used] = sums / np.diff(np.append(starts, len(sample)))[:, None]
+    return out
 
 
 def _nearest(vectors: np.ndarray, centroids: np.ndarray, chunk: int = 8_192) -> np.ndarray:
@@ -137,3 +165,41 @@ def _nearest(vectors: np.ndarray, centroids: np.ndarray, chunk: int = 8_192) -> 
         d += norms
         out[a : a + chunk] = np.argmin(d, axis=1)
     return out
+
+
+def index_route(data: bytes | memoryview, dtype: np.dtype) -> Route | None:
+    """The route of a saved index (``lake/route.py``), or None where it would not pay: an
+    index under ROUTE_MIN_ROWS rows (copied whole in well under a second), a file laid out as
+    this code does not know, or blocks no tighter than the index as a whole (rows added in
+    row order: no block's mean tells where its rows are)."""
+    try:
+        layout = index_layout(data)
+    except ValueError:
+        return None
+    size = np.dtype(dtype).itemsize
+    dim = layout.row_bytes // size
+    if layout.rows < ROUTE_MIN_ROWS or dim * size != layout.row_bytes:
+        return None
+    rows = np.frombuffer(data, dtype=dtype, count=layout.rows * dim, offset=layout.offset)
+    rows = rows.reshape(layout.rows, dim)
+    counts = np.diff(np.append(np.arange(0, layout.rows, ROUTE_BLOCK), layout.rows))
+    means = np.empty((len(counts), dim), dtype=np.float32)
+    within = 0.0  # squared distances of rows to their block's mean
+    step = 1024 * ROUTE_BLOCK  # rows converted to float32 at a time (100 MB at 384-d)
+    for a in range(0, layout.rows, step):
+        part = rows[a : a + step].astype(np.float32)
+        first, n = a // ROUTE_BLOCK, counts[a // ROUTE_BLOCK : (a + step) // ROUTE_BLOCK]
+        means[first : first + len(n)] = np.add.reduceat(part, np.arange(0, len(part), ROUTE_BLOCK), axis=0)
+        means[first : first + len(n)] /= n[:, None]
+        part -= np.repeat(means[first : first + len(n)], n, axis=0)
+        within += float(np.einsum("ij,ij->", part, part))
+    centre = counts @ means / layout.rows
+    between = float(counts @ ((means - centre) ** 2).sum(axis=1))
+    if within > ROUTE_MAX_SPREAD * (within + between):
+        return None
+    if np.dtype(dtype) == np.int8:
+        means = np.rint(means)
+    keys = layout.keys
+    if len(keys) and keys.max() <= np.iinfo(np.uint32).max:
+        keys = keys.astype(np.uint32)  # half the bytes a cold reader fetches
+    return Route(means.astype(dtype), keys, layout.offset, layout.row_bytes, ROUTE_BLOCK)
