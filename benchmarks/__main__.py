@@ -13,6 +13,7 @@
     python -m benchmarks build_options                 index build options (ef_construction, tiers) at 1M
     python -m benchmarks ray                           1M rows through the Ray sink and index tasks vs one process
     python -m benchmarks scale [--rows N,M]            1M and 3M rows (or 10M): ingest, index, query, memory
+    python -m benchmarks routed                        cold remote queries through index routes, with and without
 
 ``python -m benchmarks <name> --help`` lists a benchmark's options.
 """
@@ -36,6 +37,7 @@ COMMANDS = {
     "build_options": "benchmarks.build_options",
     "ray": "benchmarks.ray_ingest",
     "scale": "benchmarks.scale",
+    "routed": "benchmarks.routed",
 }
 
 

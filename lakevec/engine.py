@@ -385,7 +385,9 @@ class CollectionEngine:
         snap = self.snapshot()
         queries = validate_query_embeddings(queries, snap.manifest.dimension)
         allowed = self._filters.allowed(snap, self._connection, None, where, where_document)
-        return search(snap, self._open_indexes(snap), queries, k, allowed, hnsw, shard)
+        hits = search(snap, self._open_indexes(snap), queries, k, allowed, hnsw, shard)
+        self._answered(snap)
+        return hits
 
     def search(
         self, payloads: list[Any], hnsw: dict[str, Any], idf_keys: frozenset[str] = frozenset()

@@ -191,3 +191,17 @@ def test_scale_benchmark_smoke(tmp_path):
     assert all(s["recall"] == 1.0 and s["memory_mib"]["index"]["RssAnon"] > 0 for s in result["sizes"])
     assert result["extrapolated"]["rows"] == 10_000_000
     assert all(s["index_mb"] > 0 for s in result["sizes"])
+
+
+def test_routed_benchmark_smoke(tmp_path, monkeypatch):
+    import lakevec.write.index as index_module
+    from benchmarks.routed import main
+
+    monkeypatch.setattr(index_module, "ORDER_CLUSTER_ROWS", 200)  # this process builds the indexes
+    args = ["--dataset", "clustered-12000", "--rows", "1000,12000", "--queries", "5", "--cold-runs", "1"]
+    args += ["--route-min-rows", "2000"]
+    result = main([*args, "--cache", str(tmp_path / "cache"), "--out", str(tmp_path)])
+    few, every = result["sweep"]
+    assert every["recall"] == 1.0 and 0 < few["mb_per_query"] < every["mb_per_query"]
+    assert result["route_mb"] > 0 and set(result["cold"]) == {"routes", "noroute"}
+    assert "| with routes |" in next(tmp_path.glob("*-routed.md")).read_text()

@@ -266,8 +266,11 @@ def hnsw_search(
         depth = max(plans[q].ef for q in pending)
         if index.expansion_search != depth:
             index.expansion_search = depth
-        if len(pending) == 1:  # one query: no thread pool (its start-up costs more than the search)
-            found = [index.search(probes[pending[0]], count, threads=1).keys]
+        if len(pending) == 1:
+            # one query of one graph: no thread pool (its start-up costs more than the search);
+            # of several (an index set), a thread per graph (4 tiers of 1M: 776 -> 1,321 QPS)
+            threads = 0 if isinstance(index, IndexSet) else 1
+            found = [index.search(probes[pending[0]], count, threads=threads).keys]
         else:
             matches = index.search(probes[pending], count, threads=0)
             found = [keys[:n] for keys, n in zip(matches.keys, matches.counts.tolist())]
