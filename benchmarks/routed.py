@@ -3,7 +3,7 @@ and the S3 cold open with and without routes, in one run.
 
 The collection is built as the harness builds it (batches of 5,000 ``add`` calls, then
 ``wait_for_index``), or reused with ``--keep``. Recall: every index of the local collection is
-searched through its route, at each ``--rows`` (rows ranked per query and index), and the
+searched through its route, at each of ``--shares`` (the share of its rows ranked per query), and the
 answers compared with exact search; requests and bytes are what the route's ranged reads of
 the index files would fetch. S3: the collection and a copy whose manifests name no route are
 uploaded to moto's S3 server (``benchmarks/moto_ranges.py``), and fresh processes with empty
@@ -11,7 +11,7 @@ caches open each and answer one query, alternately (the harness's ``cold`` child
 open, one query; the wall time is the whole process).
 
     python -m benchmarks routed                                   # clustered-1m
-    python -m benchmarks routed --dataset clustered-100k --rows 4096,16384 --out /tmp/x
+    python -m benchmarks routed --dataset clustered-100k --shares 0.05,0.1 --out /tmp/x
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import dir_bytes, header, heading, write  # noqa: E402
 from benchmarks.harness.datasets import CACHE, K, load  # noqa: E402
 
-ROWS = (4_096, 8_192, 16_384, 32_768)
+SHARES = (0.015625, 0.03125, 0.0625, 0.125)
 
 
 def build(ds, path: Path) -> float:
@@ -46,7 +46,7 @@ def build(ds, path: Path) -> float:
     return time.perf_counter() - start
 
 
-def recall_sweep(ds, path: Path, rows: list[int], queries: int) -> list[dict]:
+def recall_sweep(ds, path: Path, shares: list[float], queries: int) -> list[dict]:
     import lakevec
     import lakevec.read.routed as routed
     from lakevec.lake.route import Route
@@ -74,8 +74,8 @@ def recall_sweep(ds, path: Path, rows: list[int], queries: int) -> list[dict]:
         for p, r in loaded.items()
     }
     out = []
-    for n in rows:
-        routed.ROUTE_ROWS, routed.ROUTE_ROWS_PER_EF, routed.ROUTE_MAX_SHARE = n, 0, 1.0
+    for share in shares:
+        routed.ROUTE_SHARE, routed.ROUTE_ROWS, routed.ROUTE_MAX_SHARE = share, 0, 1.0
         counts.update(requests=0, bytes=0)
         found, start = [], time.perf_counter()
         for q in ds.queries[:queries]:
@@ -86,7 +86,7 @@ def recall_sweep(ds, path: Path, rows: list[int], queries: int) -> list[dict]:
         recall = float(np.mean([len(f & set(t.tolist())) / K for f, t in zip(found, truth)]))
         out.append(
             {
-                "rows": n,
+                "share": share,
                 "recall": recall,
                 "requests_per_query": counts["requests"] / queries,
                 "mb_per_query": counts["bytes"] / queries / 1e6,
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks routed", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="clustered-1m")
     parser.add_argument(
-        "--rows", default=",".join(str(r) for r in ROWS), help="rows ranked per query and index"
+        "--shares", default=",".join(str(r) for r in SHARES), help="shares of the rows ranked per query"
     )
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--cold-runs", type=int, default=5)
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> dict:
     result["indexes"] = len({f["index"] for f in fragments})
     result["route_mb"] = sum(f.stat().st_size for f in path.rglob("*.route.npz")) / 1e6
     result["disk_mb"] = dir_bytes(path) / 1e6
-    result["sweep"] = recall_sweep(ds, path, [int(r) for r in args.rows.split(",")], args.queries)
+    result["sweep"] = recall_sweep(ds, path, [float(r) for r in args.shares.split(",")], args.queries)
     without_routes(path, work / "noroute")
     cold = cold_runs(ds, {"routes": path, "noroute": work / "noroute"}, args.cold_runs)
     result["cold"] = {
@@ -204,12 +204,12 @@ def main(argv: list[str] | None = None) -> dict:
         "index searched through its route (local files; the requests and bytes are the ranged "
         "reads of the index files a remote process would make; the float32 re-rank as always).",
         "",
-        "| rows ranked per index | recall@10 | requests per query | MB per query | ms per query (local) |",
+        "| share of the rows ranked | recall@10 | requests per query | MB per query | ms per query (local) |",
         "|---:|---:|---:|---:|---:|",
     ]
     for s in result["sweep"]:
         lines.append(
-            f"| {s['rows']:,} | {s['recall']:.3f} | {s['requests_per_query']:.1f} | "
+            f"| {100 * s['share']:.2f} % | {s['recall']:.3f} | {s['requests_per_query']:.1f} | "
             f"{s['mb_per_query']:.1f} | {s['local_ms_per_query']:.1f} |"
         )
     lines += [

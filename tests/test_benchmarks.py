@@ -198,7 +198,7 @@ def test_routed_benchmark_smoke(tmp_path, monkeypatch):
     from benchmarks.routed import main
 
     monkeypatch.setattr(index_module, "ORDER_CLUSTER_ROWS", 200)  # this process builds the indexes
-    args = ["--dataset", "clustered-12000", "--rows", "1000,12000", "--queries", "5", "--cold-runs", "1"]
+    args = ["--dataset", "clustered-12000", "--shares", "0.1,1", "--queries", "5", "--cold-runs", "1"]
     args += ["--route-min-rows", "2000"]
     result = main([*args, "--cache", str(tmp_path / "cache"), "--out", str(tmp_path)])
     few, every = result["sweep"]

@@ -66,8 +66,7 @@ def test_a_cold_remote_query_reads_the_index_by_range(monkeypatch, request, tmp_
     its cache, the real index serves."""
     monkeypatch.setattr(index_module, "ROUTE_MIN_ROWS", 2_000)
     monkeypatch.setattr(index_module, "ORDER_CLUSTER_ROWS", 200)
-    monkeypatch.setattr(routed_module, "ROUTE_ROWS", 8_000)  # two thirds of the rows per query
-    monkeypatch.setattr(routed_module, "ROUTE_ROWS_PER_EF", 0)
+    monkeypatch.setattr(routed_module, "ROUTE_SHARE", 2 / 3)  # of the rows, per query
     monkeypatch.setattr(routed_module, "ROUTE_MAX_SHARE", 1.0)  # the batch below never waits
     root = make_root("s3", tmp_path, request)
     n, dim = 12_000, 128  # past the rows a query searches exactly (~7,800)

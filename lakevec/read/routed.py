@@ -20,11 +20,12 @@ import numpy as np
 from lakevec.lake.route import Route
 from lakevec.lake.vectors import ReadRanges
 
-#: rows ranked per query and index: at least ROUTE_ROWS, and ROUTE_ROWS_PER_EF per unit of
-#: ef_search (1M clustered x 384 in 4 indexes, float32 re-rank of 80: 16k rows each gave
-#: recall@10 0.964, 8k 0.913)
+#: rows ranked per query: ROUTE_SHARE of the index's rows at ef_search 100 (in proportion
+#: to ef_search), at least ROUTE_ROWS. 1M clustered x 384, float32 re-rank of 80 candidates:
+#: one index, 3.2 % of its rows gave recall@10 0.960 and 1.6 % 0.827; four indexes of 250k,
+#: 6.25 % 0.970 (``python -m benchmarks routed``)
+ROUTE_SHARE = 0.0625
 ROUTE_ROWS = 16_384
-ROUTE_ROWS_PER_EF = 160
 #: chosen blocks of one file at most this many bytes apart are read as one range: a request
 #: costs more than the bytes between (a local S3 server: ~6 ms of its time per request, ~1 ms
 #: per MB; S3: tens of ms to the first byte)
@@ -85,8 +86,8 @@ class RoutedIndex:
     def search(self, vectors: np.ndarray, count: int, threads: int = 0) -> Any:
         single = vectors.ndim == 1
         queries = np.atleast_2d(vectors).astype(np.float32)
-        per_part = max(ROUTE_ROWS, ROUTE_ROWS_PER_EF * self.expansion_search, 4 * count)
-        want = min(self._size, per_part * len(self.parts))
+        share = ROUTE_SHARE * self.expansion_search / 100
+        want = min(self._size, max(ROUTE_ROWS, int(share * self._size), 4 * count))
         chosen = [self._nearest_blocks(q, want) for q in queries]
         needed = np.unique(np.concatenate(chosen))
         if min(len(needed) * self.block, self._size) > ROUTE_MAX_SHARE * self._size:
