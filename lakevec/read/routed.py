@@ -16,20 +16,22 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from usearch.index import MetricKind
+from usearch.index import search as exact_search
 
 from lakevec.lake.route import Route
 from lakevec.lake.vectors import ReadRanges
 
 #: rows ranked per query: ROUTE_SHARE of the index's rows at ef_search 100 (in proportion
-#: to ef_search), at least ROUTE_ROWS. 1M clustered x 384, float32 re-rank of 80 candidates:
-#: one index, 3.2 % of its rows gave recall@10 0.960 and 1.6 % 0.827; four indexes of 250k,
-#: 6.25 % 0.970 (``python -m benchmarks routed``)
-ROUTE_SHARE = 0.0625
+#: to ef_search), at least ROUTE_ROWS. On one 1M clustered x 384 index, after the float32
+#: re-rank of 80 candidates, recall@10 was 0.809 / 0.959 / 0.987 at 1.6 / 3.1 / 6.25 % of its
+#: rows (``python -m benchmarks routed``, 2026-12-06)
+ROUTE_SHARE = 0.05
 ROUTE_ROWS = 16_384
 #: chosen blocks of one file at most this many bytes apart are read as one range: a request
 #: costs more than the bytes between (a local S3 server: ~6 ms of its time per request, ~1 ms
 #: per MB; S3: tens of ms to the first byte)
-ROUTE_GAP_BYTES = 2 << 20
+ROUTE_GAP_BYTES = 1 << 20
 #: a search that would read more than this share of the rows waits for the copies instead
 ROUTE_MAX_SHARE = 0.25
 
@@ -85,7 +87,7 @@ class RoutedIndex:
 
     def search(self, vectors: np.ndarray, count: int, threads: int = 0) -> Any:
         single = vectors.ndim == 1
-        queries = np.atleast_2d(vectors).astype(np.float32)
+        queries = np.atleast_2d(vectors).astype(np.float32)  # to rank the blocks' means
         share = ROUTE_SHARE * self.expansion_search / 100
         want = min(self._size, max(ROUTE_ROWS, int(share * self._size), 4 * count))
         chosen = [self._nearest_blocks(q, want) for q in queries]
@@ -97,13 +99,17 @@ class RoutedIndex:
         rows, keys = self._read_blocks(needed)
         out = np.zeros((len(queries), count), dtype=np.uint64)
         counts = np.zeros(len(queries), dtype=np.int64)
-        for q, (query, mine) in enumerate(zip(queries, chosen)):
+        native = np.atleast_2d(vectors).astype(self.kind, copy=False)
+        for q, mine in enumerate(chosen):
             at = np.searchsorted(needed, mine)
             picked = (at[:, None] * self.block + np.arange(self.block)).reshape(-1)
             picked = picked[keys[picked] != _NONE]  # the short last block of a file
-            dist = self._distances(query, rows[picked])
-            best = np.argpartition(dist, count - 1)[:count] if len(dist) > count else np.arange(len(dist))
-            best = best[np.argsort(dist[best], kind="stable")]
+            # usearch's exact kernels rank rows in the index's own values (int8: 5x numpy's
+            # float32 conversion and product, 62.5k x 384)
+            found = exact_search(
+                rows[picked], native[q], min(count, len(picked)), METRICS[self.space], exact=True
+            )
+            best = found.keys[: len(found)].astype(np.int64)
             counts[q] = len(best)
             out[q, : len(best)] = keys[picked[best]]
         if single:
@@ -150,16 +156,6 @@ class RoutedIndex:
             keys[into[real]] = route.keys[slots[real]]
         return rows, keys
 
-    def _distances(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """Distances as the index ranks them (its own values: lakevec's int8, or float16)."""
-        rows = rows.astype(np.float32)
-        dots = rows @ query
-        if self.space == "ip":
-            return 1.0 - dots
-        norms = np.einsum("ij,ij->i", rows, rows)
-        if self.space == "cosine":
-            return 1.0 - dots / np.maximum(np.sqrt(norms) * np.linalg.norm(query), 1e-30)
-        return norms - 2.0 * dots
 
-
+METRICS = {"l2": MetricKind.L2sq, "cosine": MetricKind.Cos, "ip": MetricKind.IP}
 _NONE = np.uint64(np.iinfo(np.uint64).max)  # no row: past the end of a file
