@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     lines = heading(f"Cold remote queries through index routes, {args.dataset}", result)
     lines += [
-        f"{ds.n:,} rows in {result['indexes']} indexes; route files {result['route_mb']:.1f} MB of "
+        f"{ds.n:,} rows in {result['indexes']} index(es); route files {result['route_mb']:.1f} MB of "
         f"{result['disk_mb']:,.0f} MB on disk. Recall@{K} over {args.queries} queries with every "
         "index searched through its route (local files; the requests and bytes are the ranged "
         "reads of the index files a remote process would make; the float32 re-rank as always).",

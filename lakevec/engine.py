@@ -41,7 +41,6 @@ from lakevec.read.sparse import sparse_top
 from lakevec.validate import validate_query_embeddings
 from lakevec.validate.search import validate_search
 from lakevec.write.commit import Written, discard, write_and_commit
-from lakevec.write.index import index_dtype
 from lakevec.write.plan import Change, plan_add, plan_delete, plan_upsert
 
 if TYPE_CHECKING:
@@ -351,12 +350,12 @@ class CollectionEngine:
         except (OSError, ValueError, KeyError):  # gone, or unreadable: the index itself serves
             return None
         hnsw = snap.manifest.config["hnsw"]
-        dim = snap.manifest.dimension or 0
         routed = RoutedIndex(
             [(loaded, full)],
             self.storage.read_ranges,
             hnsw["space"],
-            np.dtype(np.int8 if index_dtype(dim, hnsw["space"]) == "i8" else np.float16),
+            # rows of one byte: int8 (lakevec's other index dtype is float16)
+            np.dtype(np.int8 if loaded.row_bytes == snap.manifest.dimension else np.float16),
             hnsw["ef_search"],
             lambda: self._open_index(path) or _missing(full),
         )
