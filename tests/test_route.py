@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -140,3 +141,16 @@ def test_a_fold_retires_the_route_of_the_index_it_extends(monkeypatch, tmp_path)
     assert sorted(p.name for p in index_dir.iterdir() if not p.name.endswith(".terms.npz")) == sorted(
         p.rsplit("/", 1)[1] for p in manifest.files() if p.startswith("index/") and "terms" not in p
     )
+
+
+@pytest.mark.parametrize("n,threads", [(0, 2), (1, 2), (10, 3), (16_384, 2), (1_000, 1), (7, 0)])
+def test_striped_deals_each_thread_every_nth_row(n, threads):
+    """usearch gives each thread a contiguous slice of an add call: striped hands thread t the
+    rows order[t::threads], so the threads insert the order's neighbours side by side."""
+    order = np.random.default_rng(n).permutation(n)
+    dealt = index_module.striped(order, threads)
+    assert sorted(dealt.tolist()) == sorted(order.tolist())
+    used = threads or os.cpu_count() or 1
+    if used > 1 and n > used:
+        share = -(-n // used)  # usearch's slice per thread
+        assert (dealt[:share] == order[0::used][:share]).all()
