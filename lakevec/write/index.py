@@ -185,7 +185,7 @@ def index_route(data: bytes | memoryview, dtype: np.dtype) -> Route | None:
     counts = np.diff(np.append(np.arange(0, layout.rows, ROUTE_BLOCK), layout.rows))
     means = np.empty((len(counts), dim), dtype=np.float32)
     within = 0.0  # squared distances of rows to their block's mean
-    step = 1024 * ROUTE_BLOCK  # rows converted to float32 at a time (100 MB at 384-d)
+    step = 256 * ROUTE_BLOCK  # rows converted to float32 at a time (25 MB at 384-d)
     for a in range(0, layout.rows, step):
         part = rows[a : a + step].astype(np.float32)
         first, n = a // ROUTE_BLOCK, counts[a // ROUTE_BLOCK : (a + step) // ROUTE_BLOCK]
