@@ -74,6 +74,7 @@ def recall_sweep(ds, path: Path, shares: list[float], queries: int) -> list[dict
         for p, r in loaded.items()
     }
     out = []
+    saved = routed.ROUTE_SHARE, routed.ROUTE_ROWS, routed.ROUTE_MAX_SHARE
     for share in shares:
         routed.ROUTE_SHARE, routed.ROUTE_ROWS, routed.ROUTE_MAX_SHARE = share, 0, 1.0
         counts.update(requests=0, bytes=0)
@@ -94,6 +95,7 @@ def recall_sweep(ds, path: Path, shares: list[float], queries: int) -> list[dict
             }
         )
         print(out[-1], flush=True)
+    routed.ROUTE_SHARE, routed.ROUTE_ROWS, routed.ROUTE_MAX_SHARE = saved
     return out
 
 
@@ -171,12 +173,15 @@ def main(argv: list[str] | None = None) -> dict:
     result = header("routed", argv, dataset=args.dataset, rows=ds.n)
     work = Path(tempfile.mkdtemp(prefix="routed-"))
     path = Path(args.keep) if args.keep else work / "lakevec"
-    if args.route_min_rows is not None:
+    if not path.exists():
         import lakevec.write.index as index_module
 
-        index_module.ROUTE_MIN_ROWS = args.route_min_rows
-    if not path.exists():
-        result["to_indexed_s"] = build(ds, path)
+        saved = index_module.ROUTE_MIN_ROWS
+        index_module.ROUTE_MIN_ROWS = args.route_min_rows or saved
+        try:
+            result["to_indexed_s"] = build(ds, path)
+        finally:
+            index_module.ROUTE_MIN_ROWS = saved
     manifest = max(path.rglob("versions/v*.json"))
     fragments = json.loads(manifest.read_text())["fragments"]
     result["indexes"] = len({f["index"] for f in fragments})
