@@ -172,6 +172,8 @@ def index_route(data: bytes | memoryview, dtype: np.dtype) -> Route | None:
     index under ROUTE_MIN_ROWS rows (copied whole in well under a second), a file laid out as
     this code does not know, or blocks no tighter than the index as a whole (rows added in
     row order: no block's mean tells where its rows are)."""
+    if len(data) < 8 or int(np.frombuffer(data, dtype=np.uint32, count=1)[0]) < ROUTE_MIN_ROWS:
+        return None  # the row count leads the file: no need to parse a small index
     try:
         layout = index_layout(data)
     except ValueError:
