@@ -10,7 +10,6 @@ new rows through ``on_commit``.
 from __future__ import annotations
 
 import json
-import os
 import posixpath
 import threading
 import time
@@ -22,19 +21,18 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 from usearch.index import Index
 
-from lakevec.errors import CommitFailedError, InternalError, InvalidArgumentError, NotFoundError, corrupt
+from lakevec.errors import CommitFailedError, InternalError, InvalidArgumentError, NotFoundError
 from lakevec.lake import forks
 from lakevec.lake.fragments import FragmentCache
 from lakevec.lake.log import VersionLog, backoff, retained_manifests
 from lakevec.lake.manifest import Manifest
-from lakevec.lake.route import Route
 from lakevec.lake.snapshot import Snapshot
 from lakevec.lake.storage import Storage
 from lakevec.lake.tags import Tags
 from lakevec.read.bm25 import bm25_top
+from lakevec.read.indexes import OpenIndexes
 from lakevec.read.query import FilterCache, query_result, search
 from lakevec.read.rank import KnnLeaf, ranked, search_results
-from lakevec.read.routed import RoutedIndex
 from lakevec.read.rows import get_result, select
 from lakevec.read.search import Hits
 from lakevec.read.sparse import sparse_top
@@ -70,12 +68,8 @@ class CollectionEngine:
         self._key = (storage.url_key(), self.directory)
         self._lock = threading.RLock()
         self._filters = FilterCache()
-        self._indexes: dict[str, Index] = {}
-        self._indexes_lock = threading.Lock()
-        self._retired: set[str] = set()  # index files found deleted (superseded)
-        self._routed: dict[str, RoutedIndex] = {}  # remote indexes searched by range meanwhile
+        self.indexes = OpenIndexes(self.cache)
         self._queried = False
-        self._answered_one = False  # a query answered: every index is copied from then on
         # called after each commit that added fragments (the indexer schedules a fold)
         self.on_commit: list[Callable[[], None]] = []
 
@@ -130,32 +124,14 @@ class CollectionEngine:
 
     def _install(self, manifest: Manifest) -> None:
         if self._queried:
-            self._prefetch_indexes(manifest, routed=self._answered_one)
+            self.indexes.prefetch(manifest, routed=self.indexes.answered)
         self._snapshot = Snapshot(manifest, self.cache)
         with _NEWEST_LOCK:
             if _NEWEST.get(self._key, -1) < manifest.version:
                 _NEWEST[self._key] = manifest.version
         keep = {e.path for e in manifest.fragments} | {e.deletes for e in manifest.fragments if e.deletes}
         self.cache.forget(keep)
-        live_indexes = {e.index for e in manifest.fragments if e.index}
-        with self._indexes_lock:
-            for path in [p for p in self._indexes if p not in live_indexes]:
-                del self._indexes[path]
-            for path in [p for p in self._routed if p not in live_indexes]:
-                del self._routed[path]
-
-    def _prefetch_indexes(self, manifest: Manifest, routed: bool = True) -> None:
-        """Start copying a remote version's indexes (side by side with the fragments' columns
-        the snapshot reads: 1M x 384 on a local S3 server, 532 MB of index took ~1 s and the
-        columns of 23 fragments 0.6 s); with ``routed`` False, the route files of those that
-        have one instead: a first query searches them by range (read/routed.py) without the
-        traffic of their copies."""
-        paths = set()
-        for e in manifest.fragments:
-            if e.index and e.index not in self._indexes:
-                # a route is small: copied at once, beside the fragments' footers
-                paths.add(e.index if routed or not e.index_route else e.index_route)
-        self.storage.prefetch(sorted(self.cache.path(p) for p in paths))
+        self.indexes.keep(manifest)
 
     def _start_querying(self) -> None:
         """From an engine's first query on, a version it installs has its indexes fetched at
@@ -164,15 +140,15 @@ class CollectionEngine:
         if not self._queried:
             self._queried = True
             if self._snapshot is not None:
-                self._prefetch_indexes(self._snapshot.manifest, routed=False)
+                self.indexes.prefetch(self._snapshot.manifest, routed=False)
 
     def _answered(self, snap: Snapshot) -> None:
         """After a query: copy in the background what it read in part, and the indexes it
         searched by range."""
         self.cache.download_rest()
-        if not self._answered_one:
-            self._answered_one = True
-            self._prefetch_indexes(snap.manifest)
+        if not self.indexes.answered:
+            self.indexes.answered = True
+            self.indexes.prefetch(snap.manifest)
 
     def commit_transform(self, transform: Callable[[Manifest], Manifest | None]) -> Manifest | None:
         """Commit ``transform(newest manifest)``, re-applied on the winner after a lost race;
@@ -289,78 +265,8 @@ class CollectionEngine:
 
     # -- vector search ---------------------------------------------------------------------
     def _open_indexes(self, snap: Snapshot) -> dict[str, Index]:
-        """Indexes of the snapshot, opened once and kept open (memory-mapped when local; a
-        remote one from its cached copy, which :meth:`_install` began fetching)."""
-        opened: dict[str, Index] = {}
-        routes = {e.index: e.index_route for e in snap.manifest.fragments if e.index}
-        for path, route in routes.items():
-            with self._indexes_lock:
-                index = self._indexes.get(path)
-            if index is None and path not in self._retired:
-                routed = self._routed_index(snap, path, route)
-                if routed is not None:
-                    opened[path] = routed  # type: ignore[assignment]  # searched as an Index
-                    continue
-                index = self._open_index(path)
-            if index is not None:
-                opened[path] = index
-        return opened
-
-    def _open_index(self, path: str) -> Index | None:
-        """An index file opened (memory-mapped when local; a remote one from its cached copy,
-        waiting for it), or None if it is gone."""
-        with self._indexes_lock:
-            index = self._indexes.get(path)
-        if index is not None:
-            return index
-        full = self.cache.path(path)
-        try:
-            local = self.storage.local_copy(full)
-            if local is None:
-                index = Index.restore(self.storage.read_bytes(full))
-            elif os.path.exists(local):  # memory-mapped: the local file or its cached copy
-                index = Index.restore(local, view=True)
-            else:
-                raise FileNotFoundError(local)
-        except FileNotFoundError:
-            # an index is derived data: the indexer deletes one that a later fold
-            # superseded, and a version that still lists it searches its rows exactly
-            self._retired.add(path)
-            return None
-        except (RuntimeError, ValueError) as exc:
-            raise corrupt(full, "index", exc) from None
-        if index is None:
-            raise corrupt(full, "index", ValueError("not a usearch index"))
-        with self._indexes_lock:
-            self._routed.pop(path, None)
-            return self._indexes.setdefault(path, index)
-
-    def _routed_index(self, snap: Snapshot, path: str, route: str | None) -> RoutedIndex | None:
-        """A remote index not copied yet, searched through its route file meanwhile (None: no
-        route, a local root, or the copy is there)."""
-        full = self.cache.path(path)
-        if route is None or self.storage.is_cached(full):
-            return None
-        with self._indexes_lock:
-            routed = self._routed.get(path)
-        if routed is not None:
-            return routed
-        try:
-            loaded = Route.from_bytes(self.storage.read_immutable(self.cache.path(route)))
-        except (OSError, ValueError, KeyError):  # gone, or unreadable: the index itself serves
-            return None
-        hnsw = snap.manifest.config["hnsw"]
-        routed = RoutedIndex(
-            [(loaded, full)],
-            self.storage.read_ranges,
-            hnsw["space"],
-            # rows of one byte: int8 (lakevec's other index dtype is float16)
-            np.dtype(np.int8 if loaded.row_bytes == snap.manifest.dimension else np.float16),
-            hnsw["ef_search"],
-            lambda: self._open_index(path) or _missing(full),
-        )
-        with self._indexes_lock:
-            return self._routed.setdefault(path, routed)
+        """Indexes of the snapshot, opened once and kept open (read/indexes.py)."""
+        return self.indexes.of(snap)
 
     def query(
         self, queries: np.ndarray, k: int, *, ids, where, where_document, include, hnsw, where_sql=None
@@ -537,7 +443,3 @@ class CollectionEngine:
             "bytes": sum(f.bytes for f in m.fragments)
             + sum(self.storage.size(self.cache.path(p)) for p in extra),
         }
-
-
-def _missing(path: str) -> Index:
-    raise FileNotFoundError(path)

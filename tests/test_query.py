@@ -261,7 +261,7 @@ def test_indexes_persist_and_reopen(tmp_path):
     assert all(f.index for f in manifest.fragments)
     after = again.query(query_embeddings=queries, n_results=5)
     assert after["ids"] == before["ids"]
-    assert list(again._engine._indexes)  # the stored index was opened, not rebuilt
+    assert list(again._engine.indexes._indexes)  # the stored index was opened, not rebuilt
 
 
 def test_a_fold_that_lost_to_another_indexer_commits_nothing(tmp_path, monkeypatch):

@@ -98,7 +98,7 @@ def test_a_cold_remote_query_reads_the_index_by_range(monkeypatch, request, tmp_
         got = cold.query(query_embeddings=queries, n_results=10, include=["distances"])
     finally:
         engine.storage.fs.s3.meta.events.unregister("before-send.s3", log)
-    assert entry.index in engine._routed  # the answer came through the route
+    assert engine.indexes.routed(entry.index)  # the answer came through the route
     # the index by range: rows of some blocks (the copy, begun once the answer was out,
     # reads from byte 0 in 16 MB ranges)
     index_gets = [r for url, r in gets if url.endswith(".usearch")]
@@ -122,7 +122,7 @@ def test_a_cold_remote_query_reads_the_index_by_range(monkeypatch, request, tmp_
     while not engine.storage.is_cached(full) and time.monotonic() < deadline:
         time.sleep(0.05)  # the copy starts once the first answer is out
     again = cold.query(query_embeddings=queries, n_results=10)
-    assert entry.index not in engine._routed
+    assert not engine.indexes.routed(entry.index)
     assert np.mean([len({f"r{i}" for i in t} & set(r)) / 10 for t, r in zip(truth, again["ids"])]) >= 0.95
 
 

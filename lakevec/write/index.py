@@ -180,7 +180,7 @@ def index_route(data: bytes | memoryview, dtype: np.dtype) -> Route | None:
         return None
     size = np.dtype(dtype).itemsize
     dim = layout.row_bytes // size
-    if layout.rows < ROUTE_MIN_ROWS or dim * size != layout.row_bytes:
+    if dim * size != layout.row_bytes:
         return None
     rows = np.frombuffer(data, dtype=dtype, count=layout.rows * dim, offset=layout.offset)
     rows = rows.reshape(layout.rows, dim)
