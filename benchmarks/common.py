@@ -67,3 +67,17 @@ def write(result: dict, out: str, markdown: str) -> None:
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2))
     stem.with_suffix(".md").write_text(markdown)
     print(markdown)
+
+
+#: names a file moto's benchmark server (benchmarks/moto_ranges.py) appends a line to per request
+REQUEST_LOG = "MOTO_REQUEST_LOG"
+
+
+def logged_requests(path: str) -> tuple[int, int]:
+    """(requests, body bytes) the server has logged to ``path`` so far."""
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return 0, 0
+    return len(lines), sum(int(line.rsplit(" ", 1)[-1]) for line in lines)

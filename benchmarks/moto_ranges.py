@@ -6,6 +6,8 @@ S3 serves a range at its per-request cost, whatever the object's size. A client 
 files by range (lakevec's cold remote queries, LanceDB) would be measured against moto's
 copying rather than its own requests, so the benchmarks run moto through this module, which
 reads a single range from the object's stored bytes. Everything else is moto as it ships.
+With ``MOTO_REQUEST_LOG=<file>`` it also logs every request it answers, so a benchmark counts
+requests and bytes at the server, whichever client made them.
 
     python -m benchmarks.moto_ranges -H 127.0.0.1 -p PORT
 """
@@ -13,10 +15,14 @@ reads a single range from the object's stored bytes. Everything else is moto as 
 from __future__ import annotations
 
 import contextvars
+import os
 import sys
+import threading
 from typing import Any
 
 from moto.s3 import models, responses
+
+from benchmarks.common import REQUEST_LOG
 
 _RANGED = contextvars.ContextVar("ranged", default=False)
 _VALUE = models.FakeKey.value
@@ -61,9 +67,33 @@ def _key_response(self: Any, request: Any, full_url: str, headers: Any) -> Any:
     return status, out_headers, body
 
 
+def _logged(handler: Any, out: Any) -> Any:
+    """``handler`` (moto's answer to one request), writing a line per request to ``out``:
+    method, path, Range header and the body's length (a HEAD's body is empty)."""
+
+    def answer(self: Any, request: Any, full_url: str, headers: Any) -> Any:
+        status, out_headers, body = handler(self, request, full_url, headers)
+        size = len(body) if request.method != "HEAD" and body is not None else 0
+        line = f"{request.method} {full_url.split('/', 3)[-1]} {request.headers.get('range')} {size}\n"
+        with _LOG_LOCK:
+            out.write(line)
+            out.flush()
+        return status, out_headers, body
+
+    return answer
+
+
+_LOG_LOCK = threading.Lock()
+
+
 def install() -> None:
     models.FakeKey.value = property(_value, _VALUE.fset)
     responses.S3Response.key_response = _key_response
+    log = os.environ.get(REQUEST_LOG)
+    if log:  # every request the clients make, counted by the server (whatever the client)
+        out = open(log, "a", buffering=1)  # noqa: SIM115 - open for the server's life
+        responses.S3Response.key_response = _logged(responses.S3Response.key_response, out)
+        responses.S3Response.bucket_response = _logged(responses.S3Response.bucket_response, out)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@ moto's S3 server runs in its own process on 127.0.0.1. The collection is built a
 on local disk, then its files are uploaded to a bucket, so both copies are the same. Each
 measurement runs in a fresh process: cold = open the client, get the collection and answer one
 query with an empty cache directory; warm = the p50 of 200 further queries in that process, next
-to the same queries on the local copy. HTTP requests and bytes are counted with botocore's
-event hooks on s3fs's client. Writes benchmarks/results/<date>-<machine>-s3.{json,md}.
+to the same queries on the local copy. HTTP requests and bytes are counted by the server
+(``benchmarks/moto_ranges.py``'s request log), whichever client lakevec reads through. Writes benchmarks/results/<date>-<machine>-s3.{json,md}.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import dir_bytes, free_port, header, heading, write  # noqa: E402
+from benchmarks.common import REQUEST_LOG, dir_bytes, free_port, header, heading, logged_requests, write  # noqa: E402
 from benchmarks.harness.datasets import synthetic  # noqa: E402
 
 BUCKET = "lakevec-bench"
@@ -45,15 +45,19 @@ def moto_s3():
     import s3fs
 
     port = free_port()
+    log = tempfile.NamedTemporaryFile(prefix="moto-requests-", suffix=".log", delete=False)
+    log.close()
     server = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.moto_ranges", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         cwd=Path(__file__).resolve().parent.parent,
+        env=dict(os.environ, **{REQUEST_LOG: log.name}),
     )
     endpoint = f"http://127.0.0.1:{port}"
     env = dict(
         os.environ,
+        **{REQUEST_LOG: log.name},  # children count their requests in the server's log
         AWS_ENDPOINT_URL=endpoint,
         AWS_ACCESS_KEY_ID="bench",
         AWS_SECRET_ACCESS_KEY="bench",
@@ -86,6 +90,7 @@ def moto_s3():
     finally:
         server.terminate()
         server.wait(timeout=30)
+        os.unlink(log.name)
 
 
 def upload(fs, local: Path, prefix: str) -> None:
@@ -99,47 +104,32 @@ def child(root: str, dim: int, cache_dir: str) -> dict:
     import lakevec
 
     client = lakevec.PersistentClient(root, cache_dir=cache_dir)
-    counts = {"requests": 0, "bytes": 0}
-    storage = client._storage
-    if not storage.local:
+    log = os.environ.get(REQUEST_LOG)
+    seen = logged_requests(log) if log else (0, 0)
 
-        def sent(request=None, **kwargs):
-            counts["requests"] += 1
-            if os.environ.get("LAKEVEC_BENCH_TRACE") and request is not None:
-                print(
-                    request.method,
-                    request.url.rsplit("/", 2)[-2:],
-                    request.headers.get("Range"),
-                    file=sys.stderr,
-                )
+    def counted() -> tuple[int, int]:  # requests and bytes since the start, by the server
+        now = logged_requests(log) if log else (0, 0)
+        return now[0] - seen[0], now[1] - seen[1]
 
-        def received(http_response=None, model=None, **kwargs):
-            # bodies only: a HEAD's content-length is the object's size, not bytes moved
-            if http_response is not None and model is not None and model.name == "GetObject":
-                counts["bytes"] += int(http_response.headers.get("content-length") or 0)
-                if os.environ.get("LAKEVEC_BENCH_TRACE"):
-                    print("GET", http_response.headers.get("content-length"), file=sys.stderr)
-
-        storage.fs.s3.meta.events.register("before-send.s3", sent)
-        storage.fs.s3.meta.events.register("after-call.s3", received)
     col = client.get_collection("bench", embedding_function=None)
     queries = np.random.default_rng(7).standard_normal((QUERIES + 1, dim)).astype(np.float32)
     col.query(query_embeddings=queries[:1], n_results=10)
     cold = time.perf_counter() - start
-    cold_requests, cold_bytes = counts["requests"], counts["bytes"]
+    cold_requests, cold_bytes = counted()
     times = []
     for q in queries[1:]:
         t = time.perf_counter()
         col.query(query_embeddings=q[None], n_results=10)
         times.append(time.perf_counter() - t)
+    requests, moved = counted()
     return {
         "cold_open_first_query_s": round(cold, 3),
         "cold_requests": cold_requests,
         "cold_mb": round(cold_bytes / 1e6, 1),
         "warm_p50_ms": round(float(np.median(times)) * 1000, 3),
         "warm_p99_ms": round(float(np.percentile(times, 99)) * 1000, 3),
-        "warm_requests_per_query": round((counts["requests"] - cold_requests) / QUERIES, 2),
-        "warm_bytes_per_query": round((counts["bytes"] - cold_bytes) / QUERIES),
+        "warm_requests_per_query": round((requests - cold_requests) / QUERIES, 2),
+        "warm_bytes_per_query": round((moved - cold_bytes) / QUERIES),
     }
 
 
@@ -176,8 +166,6 @@ def run_child(root: str, dim: int, cache_dir: str, env: dict) -> dict:
     )
     if out.returncode:
         raise RuntimeError(out.stderr[-3000:])
-    if os.environ.get("LAKEVEC_BENCH_TRACE"):
-        print(out.stderr, file=sys.stderr)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

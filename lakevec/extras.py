@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from types import ModuleType
 
 #: the extra of ``pyproject.toml`` that installs each optional module
@@ -39,3 +40,13 @@ def require(module: str, feature: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as exc:
         raise missing(module, feature) from exc
+
+
+def check_installed(module: str, feature: str) -> None:
+    """Raise :class:`MissingExtraError` if ``module`` is not installed, without importing it."""
+    try:
+        found = importlib.util.find_spec(module)
+    except ImportError:
+        found = None
+    if found is None:
+        raise missing(module, feature)

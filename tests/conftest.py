@@ -79,6 +79,26 @@ def s3_server(tmp_path_factory):
     S3Response.put_object = original_put
 
 
+@pytest.fixture
+def s3_requests(s3_server):
+    """Every object request the S3 server answers during the test, from any process or client
+    (Arrow's or s3fs): ``(method, "/bucket/key", Range header or None)``, in arrival order."""
+    from urllib.parse import urlsplit
+
+    from moto.s3.responses import S3Response
+
+    seen: list[tuple[str, str, str | None]] = []
+    original = S3Response.key_response
+
+    def logged(self, request, full_url, headers):
+        seen.append((request.method, urlsplit(full_url).path, request.headers.get("range")))
+        return original(self, request, full_url, headers)
+
+    S3Response.key_response = logged
+    yield seen
+    S3Response.key_response = original
+
+
 @pytest.fixture(scope="session")
 def ray_cluster(s3_server):
     """One local Ray cluster (2 CPUs, no dashboard, no telemetry, no token in ~/.ray) per test

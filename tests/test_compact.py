@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 
@@ -158,9 +161,16 @@ def test_background_folds_wait_for_a_pause_in_the_writes(tmp_path, monkeypatch):
     from lakevec.maintenance import indexer as index_module
 
     clock = types.SimpleNamespace(now=1024.0, slept=[])  # values exact in binary
+    me = threading.current_thread()
+
+    def sleep(seconds):
+        if threading.current_thread() is not me:  # an indexer thread an earlier test left
+            return time.sleep(seconds)
+        clock.slept.append(seconds)
+        clock.now += seconds
+
     fake_time = types.SimpleNamespace(
-        monotonic=lambda: clock.now,
-        sleep=lambda s: (clock.slept.append(s), setattr(clock, "now", clock.now + s)),
+        monotonic=lambda: clock.now if threading.current_thread() is me else time.monotonic(), sleep=sleep
     )
     monkeypatch.setattr(index_module, "time", fake_time)
     monkeypatch.setattr(index_module, "QUIET_SECONDS", 0.5)

@@ -61,7 +61,7 @@ def test_a_route_is_written_where_blocks_are_tight(monkeypatch):
 
 
 @pytest.mark.parametrize("space", ["l2", "cosine"])
-def test_a_cold_remote_query_reads_the_index_by_range(monkeypatch, request, tmp_path, space):
+def test_a_cold_remote_query_reads_the_index_by_range(monkeypatch, request, tmp_path, space, s3_requests):
     """A fresh process on S3 answers from the route file and byte ranges of the index (never
     the whole file), with the exact rows and distances brute force finds; once the copy is in
     its cache, the real index serves."""
@@ -85,19 +85,10 @@ def test_a_cold_remote_query_reads_the_index_by_range(monkeypatch, request, tmp_
         "routed", embedding_function=None
     )
     engine = cold._engine
-    gets: list[tuple[str, str | None]] = []
-
-    def log(request, **kwargs):
-        if request.method == "GET":
-            taken = request.headers.get("Range")
-            gets.append((request.url, taken.decode() if isinstance(taken, bytes) else taken))
-
-    engine.storage.fs.s3.meta.events.register("before-send.s3", log)
-    try:
-        queries = clustered(30, dim, seed=5, rank=6)
-        got = cold.query(query_embeddings=queries, n_results=10, include=["distances"])
-    finally:
-        engine.storage.fs.s3.meta.events.unregister("before-send.s3", log)
+    s3_requests.clear()
+    queries = clustered(30, dim, seed=5, rank=6)
+    got = cold.query(query_embeddings=queries, n_results=10, include=["distances"])
+    gets = [(path, taken) for method, path, taken in s3_requests if method == "GET"]
     assert engine.indexes.routed(entry.index)  # the answer came through the route
     # the index by range: rows of some blocks (the copy, begun once the answer was out,
     # reads from byte 0 in 16 MB ranges)

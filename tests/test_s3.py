@@ -84,69 +84,87 @@ def test_fragments_read_by_duckdb_and_polars_without_lakevec(s3_root, s3_server)
 
 COLD_QUERY = """
 import json, sys, time
-import boto3, botocore, numpy as np
+import numpy as np
 import lakevec
-from lakevec.lake import columns, storage as storage_module
+from lakevec.lake import columns
 
-counts = {"requests": 0}
-
-def count(request, **kwargs):
-    counts["requests"] += 1
-    line = request.method + " " + request.url.split("/", 3)[-1] + " " + str(request.headers.get("Range"))
-    counts.setdefault("log", []).append(line)
+def step(**out):  # tell the parent (which reads the S3 server's request log), then go on
+    print(json.dumps(out), flush=True)
+    sys.stdin.readline()
 
 columns.TAIL_BYTES = 4096  # the test's fragments are small: read their tails alone
 col = lakevec.PersistentClient(sys.argv[1]).get_collection("docs", embedding_function=None)
-fs = col._engine.storage.fs
-fs.s3.meta.events.register("before-send.s3", count)  # every HTTP request s3fs makes
+step(stage="open")
 q = np.random.default_rng(1).random((1, 8), dtype=np.float32)
 first = col.query(query_embeddings=q, n_results=5)
-log = list(counts.get("log", []))
+step(stage="first", ids=first["ids"])
 engine = col._engine
 # the fragments download in the background once the first query answered: wait for them
 # however long it takes (the subprocess timeout bounds a hang)
 while any(f.ranged is not None for f in engine.snapshot().fragments):
     time.sleep(0.05)
-after_first = counts["requests"]
-second = col.query(query_embeddings=q, n_results=5, where={"group": {"$gte": 2}})
-out = {"first": after_first, "second": counts["requests"] - after_first, "first_log": log,
-       "ids": first["ids"], "misses": col._engine.storage.cache.misses, "log": counts.get("log")}
-print(json.dumps(out))
+step(stage="copied")
+col.query(query_embeddings=q, n_results=5, where={"group": {"$gte": 2}})
+step(stage="second", misses=engine.storage.cache.misses)
 """
 
 
-def test_cold_process_queries_then_serves_from_cache(s3_root, tmp_path):
+def _cold_process(root: str, env: dict, requests: list) -> tuple[dict, list[int]]:
+    """Run COLD_QUERY in a fresh process: what it printed at each step, and how many requests
+    the S3 server had answered by then."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", COLD_QUERY, root],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    out, marks = {}, []
+    try:
+        for _ in range(4):
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read()[-3000:]
+            step = json.loads(line)
+            out[step["stage"]] = step
+            marks.append(len(requests))
+            proc.stdin.write("\n")
+            proc.stdin.flush()
+        assert proc.wait(timeout=600) == 0, proc.stderr.read()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return out, marks
+
+
+def test_cold_process_queries_then_serves_from_cache(s3_root, tmp_path, s3_requests):
     col = _fill(s3_root, n=12_000)  # past the rows a query searches exactly (~7,800)
     col.wait_for_index()
     expected = col.query(
         query_embeddings=np.random.default_rng(1).random((1, 8), dtype=np.float32), n_results=5
     )
     env = dict(os.environ, LAKEVEC_FILE_CACHE_DIR=str(tmp_path / "cold-cache"))
-    out = subprocess.run(
-        [sys.executable, "-c", COLD_QUERY, s3_root], capture_output=True, text=True, env=env, timeout=600
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    got = json.loads(out.stdout.strip().splitlines()[-1])
-    assert got["ids"] == expected["ids"]
-    assert got["misses"] > 0 and got["first"] > 0
+    got, marks = _cold_process(s3_root, env, s3_requests)
+    assert got["first"]["ids"] == expected["ids"]
+    assert got["second"]["misses"] > 0
+    first = s3_requests[marks[0] : marks[1]]
+    assert first
     # the first answer read the index and, of the fragments, byte ranges only: no data file
     # was copied before it (the copies are made after it)
     data_gets = [
-        line.rsplit("=", 1)[-1].strip("'")
-        for line in got["first_log"]
-        if line.startswith("GET") and ".parquet" in line
+        (taken or "").removeprefix("bytes=")
+        for method, path, taken in first
+        if method == "GET" and path.endswith(".parquet")
     ]
-    assert data_gets and all(not r.startswith("0-") and r != "None" for r in data_gets), data_gets
+    assert data_gets and all(r and not r.startswith("0-") for r in data_gets), data_gets
     # candidates' vectors came by row: 8 float32 values a range
     assert any(int(r.split("-")[1]) - int(r.split("-")[0]) + 1 == 32 for r in data_gets)
-    assert any("/index/" in line for line in got["first_log"])
-    # a second query needs only the freshness probe of the manifest log: one HEAD request
-    assert got["second"] <= 1, got["log"][-4:]
+    assert any("/index/" in path for _, path, _ in first)
+    # a second query needs at most the freshness probe of the manifest log: one request
+    assert marks[3] - marks[2] <= 1, s3_requests[marks[2] : marks[3]]
     # a second cold process sharing the cache directory downloads no data file again
-    again = subprocess.run(
-        [sys.executable, "-c", COLD_QUERY, s3_root], capture_output=True, text=True, env=env, timeout=600
-    )
-    assert json.loads(again.stdout.strip().splitlines()[-1])["misses"] == 0
+    again, _ = _cold_process(s3_root, env, s3_requests)
+    assert again["second"]["misses"] == 0
 
 
 class _StripConditions(BaseHTTPRequestHandler):
@@ -179,7 +197,9 @@ class _StripConditions(BaseHTTPRequestHandler):
         for key, value in resp.getheaders():
             if key.lower() not in ("transfer-encoding", "connection", "content-length"):
                 self.send_header(key, value)
-        self.send_header("Content-Length", str(len(data)))
+        # a HEAD's answer has no body but the object's length
+        length = resp.getheader("Content-Length") if self.command == "HEAD" else None
+        self.send_header("Content-Length", length or str(len(data)))
         self.end_headers()
         self.wfile.write(data)
 

@@ -8,6 +8,7 @@ other filesystems use ``pipe_file(mode="create")`` where the backend implements 
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import threading
 import uuid
@@ -22,10 +23,13 @@ from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
 from lakevec.errors import StorageError
-from lakevec.extras import PROTOCOL_MODULE, require
+from lakevec.extras import PROTOCOL_MODULE, check_installed, require
 from lakevec.lake.cache import FileCache
+from lakevec.lake.s3reads import ArrowReads, arrow_s3
 
+log = logging.getLogger(__name__)
 _MEMORY_LOCK = threading.Lock()
+_FS_LOCK = threading.Lock()
 WRITE_CHUNK = 8 << 20
 RANGE_CHUNK = 16 << 20  # one GET of a large file downloaded in ranges
 RANGES_IN_FLIGHT = 16  # of one download: bounds the memory it holds (256 MB)
@@ -122,11 +126,19 @@ class Storage:
         options = dict(storage_options or {})
         self.options = options  # so another process can open the same store (lakevec.ray)
         protocol = url.split("://", 1)[0] if "://" in url else "file"
-        if protocol in PROTOCOL_MODULE:
-            require(PROTOCOL_MODULE[protocol], f"a {protocol}:// root")
-        self.fs, root = fsspec.core.url_to_fs(url, **options)
-        self.local = isinstance(self.fs, LocalFileSystem)
-        self.memory = isinstance(self.fs, MemoryFileSystem)
+        self._protocol = protocol
+        self._fs: fsspec.AbstractFileSystem | None = None
+        # reads of an s3:// root go through Arrow's client where it can stand in for s3fs
+        # (see s3reads.py); s3fs is then imported only when something else is asked of it
+        arrow = arrow_s3(options) if protocol in ("s3", "s3a") else None
+        self._arrow = ArrowReads(arrow) if arrow is not None else None
+        if self._arrow is not None:
+            check_installed(PROTOCOL_MODULE[protocol], f"a {protocol}:// root")
+            root = url.split("://", 1)[1]
+        else:
+            root = self._connect()
+        self.local = isinstance(self._fs, LocalFileSystem)
+        self.memory = isinstance(self._fs, MemoryFileSystem)
         self.root = os.path.abspath(root) if self.local else root.rstrip("/")
         if self.local:
             os.makedirs(self.root, exist_ok=True)
@@ -143,9 +155,37 @@ class Storage:
             consistency_interval = float(os.environ.get("LAKEVEC_CONSISTENCY_INTERVAL", default))
         self.consistency_interval = consistency_interval
 
+    def _connect(self) -> str:
+        """Make the fsspec filesystem; returns the root path it gives the URL."""
+        if self._protocol in PROTOCOL_MODULE:
+            require(PROTOCOL_MODULE[self._protocol], f"a {self._protocol}:// root")
+        self._fs, root = fsspec.core.url_to_fs(self.url, **self.options)
+        return root
+
+    @property
+    def fs(self) -> fsspec.AbstractFileSystem:
+        """The fsspec filesystem (on an ``s3://`` root read through Arrow, made when first used)."""
+        if self._fs is None:
+            with _FS_LOCK:
+                if self._fs is None:
+                    self._connect()
+        return self._fs  # type: ignore[return-value]
+
+    def _unstrip(self, path: str) -> str:
+        if self._arrow is not None or (self._fs is None and self._protocol in ("s3", "s3a")):
+            return f"s3://{path}"  # as s3fs writes it
+        return self.fs.unstrip_protocol(path)
+
+    def _arrow_failed(self, exc: Exception) -> None:
+        """Arrow's client failed where s3fs may not (a region redirect, say): this store reads
+        through s3fs from now on."""
+        if self._arrow is not None:
+            log.warning("Arrow's S3 client failed on %s (%s); reading through s3fs", self.url, exc)
+            self._arrow = None
+
     def url_key(self) -> str:
         """Names this store across Storage objects (endpoint and protocol included)."""
-        return f"{self._endpoint}|{self.fs.unstrip_protocol(self.root)}"
+        return f"{self._endpoint}|{self._unstrip(self.root)}"
 
     def join(self, *parts: str) -> str:
         return "/".join([self.root, *[p.strip("/") for p in parts if p]])
@@ -155,6 +195,13 @@ class Storage:
         if self.local:
             with open(path, "rb") as f:
                 return f.read()
+        if self._arrow is not None:
+            try:
+                return self._arrow.read_bytes(path)
+            except FileNotFoundError:
+                raise
+            except (OSError, pa.ArrowException) as exc:
+                self._arrow_failed(exc)
         try:
             # an open-ended range is one GET; a plain cat_file asks for the size first (two
             # requests on s3fs, and a LIST as well when the file is missing)
@@ -171,7 +218,7 @@ class Storage:
         return self.fs.open(path, "rb")
 
     def _cache_key(self, path: str) -> str:
-        return f"{self._endpoint}|{self.fs.unstrip_protocol(path)}"
+        return f"{self._endpoint}|{self._unstrip(path)}"
 
     def local_copy(self, path: str) -> str | None:
         """A local path holding the immutable file ``path`` (the file itself on a local root,
@@ -196,16 +243,20 @@ class Storage:
         per-request speed: a 532 MB index took 1.7 s as one GET and 0.65 s as 16 MB ranges
         from a local S3 server; no batch waits for its slowest range)."""
         with open(target, "wb") as out:
-            try:
-                data = self.fs.cat_file(path, start=0, end=RANGE_CHUNK)
-            except FileNotFoundError:
-                raise
-            except OSError:  # e.g. a range on an empty object
-                data = self.fs.cat_file(path)
+            size = self.size(path) if self._arrow is not None else None  # Arrow opens by size
+            if size is not None:
+                data = self.read_ranges([path], [0], [min(size, RANGE_CHUNK)])[0] if size else b""
+            else:
+                try:
+                    data = self.fs.cat_file(path, start=0, end=RANGE_CHUNK)
+                except FileNotFoundError:
+                    raise
+                except OSError:  # e.g. a range on an empty object
+                    data = self.fs.cat_file(path)
             out.write(data)
             if len(data) < RANGE_CHUNK:
                 return
-            size = self.size(path)
+            size = self.size(path) if size is None else size
             out.truncate(size)
             fd = out.fileno()
 
@@ -215,6 +266,8 @@ class Storage:
                 os.pwrite(fd, self.read_ranges([path], [start], [min(size, start + RANGE_CHUNK)])[0], start)
 
             starts = range(RANGE_CHUNK, size, RANGE_CHUNK)
+            if not starts:
+                return
             with ThreadPoolExecutor(min(RANGES_IN_FLIGHT, len(starts))) as pool:
                 list(pool.map(fetch, starts))  # raises the first failure
 
@@ -227,7 +280,15 @@ class Storage:
                     f.seek(start)
                     out.append(f.read(end - start))
             return out
-        parts = self.fs.cat_ranges(paths, starts, ends, on_error="raise")
+        if self._arrow is not None:
+            try:
+                parts = self._arrow.read_ranges(paths, starts, ends)
+            except FileNotFoundError:
+                raise
+            except (OSError, pa.ArrowException) as exc:
+                self._arrow_failed(exc)
+        if self._arrow is None:
+            parts = self.fs.cat_ranges(paths, starts, ends, on_error="raise")
         if len(parts) != len(paths) or any(len(p) != e - s for p, s, e in zip(parts, starts, ends)):
             raise OSError(f"short read of {paths[0]} and others")
         return parts
@@ -292,6 +353,13 @@ class Storage:
     def size(self, path: str) -> int:
         if self.local:
             return os.path.getsize(path)
+        if self._arrow is not None:
+            try:
+                return self._arrow.size(path)
+            except FileNotFoundError:
+                raise
+            except (OSError, pa.ArrowException) as exc:
+                self._arrow_failed(exc)
         return int(self.fs.size(path))
 
     def read_if_exists(self, path: str) -> bytes | None:
