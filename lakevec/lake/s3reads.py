@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 #: storage options (s3fs's names) this reader understands; any other option means s3fs reads
 _OPTIONS = {"key", "secret", "token", "anon", "endpoint_url", "client_kwargs"}
+#: s3fs options that only shape s3fs's own caching: they do not keep Arrow from reading
+_CACHING = {"skip_instance_cache", "use_listings_cache", "listings_expiry_time", "default_block_size"}
 _CLIENT_OPTIONS = {"endpoint_url", "region_name"}
 READERS = 32  # ranged GETs of one batch in flight
 HANDLES = 4096  # opened immutable files kept (each holds only its key and size)
@@ -45,7 +47,7 @@ def arrow_s3(options: dict[str, Any]) -> pafs.S3FileSystem | None:
     if os.environ.get("LAKEVEC_ARROW_S3", "1") == "0":
         return None
     client = options.get("client_kwargs") or {}
-    if set(options) - _OPTIONS or set(client) - _CLIENT_OPTIONS:
+    if set(options) - _OPTIONS - _CACHING or set(client) - _CLIENT_OPTIONS:
         return None
     # botocore reads the endpoint from the environment; Arrow does not
     endpoint = (

@@ -15,17 +15,17 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import fsspec
 import pyarrow as pa
-from fsspec.implementations.local import LocalFileSystem
-from fsspec.implementations.memory import MemoryFileSystem
 
 from lakevec.errors import StorageError
 from lakevec.extras import PROTOCOL_MODULE, check_installed, require
 from lakevec.lake.cache import FileCache
 from lakevec.lake.s3reads import ArrowReads, arrow_s3
+
+if TYPE_CHECKING:
+    import fsspec
 
 log = logging.getLogger(__name__)
 _MEMORY_LOCK = threading.Lock()
@@ -101,6 +101,12 @@ class WritebackFile:
         return True
 
 
+def _is_memory(fs: fsspec.AbstractFileSystem) -> bool:
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    return isinstance(fs, MemoryFileSystem)
+
+
 class Storage:
     """A root URL resolved once into ``(fs, root)``; paths below it are ``/``-joined.
 
@@ -128,17 +134,20 @@ class Storage:
         protocol = url.split("://", 1)[0] if "://" in url else "file"
         self._protocol = protocol
         self._fs: fsspec.AbstractFileSystem | None = None
-        # reads of an s3:// root go through Arrow's client where it can stand in for s3fs
-        # (see s3reads.py); s3fs is then imported only when something else is asked of it
+        # a local root is served by os calls alone, and the reads of an s3:// root by Arrow's
+        # client where it can stand in for s3fs (see s3reads.py): fsspec, and s3fs, are then
+        # imported only when something else is asked of them
+        self.local = protocol in ("file", "local")
         arrow = arrow_s3(options) if protocol in ("s3", "s3a") else None
         self._arrow = ArrowReads(arrow) if arrow is not None else None
-        if self._arrow is not None:
+        if self.local:
+            root = os.path.expanduser(url.split("://", 1)[-1])
+        elif self._arrow is not None:
             check_installed(PROTOCOL_MODULE[protocol], f"a {protocol}:// root")
             root = url.split("://", 1)[1]
         else:
             root = self._connect()
-        self.local = isinstance(self._fs, LocalFileSystem)
-        self.memory = isinstance(self._fs, MemoryFileSystem)
+        self.memory = self._fs is not None and _is_memory(self._fs)
         self.root = os.path.abspath(root) if self.local else root.rstrip("/")
         if self.local:
             os.makedirs(self.root, exist_ok=True)
@@ -157,6 +166,8 @@ class Storage:
 
     def _connect(self) -> str:
         """Make the fsspec filesystem; returns the root path it gives the URL."""
+        import fsspec
+
         if self._protocol in PROTOCOL_MODULE:
             require(PROTOCOL_MODULE[self._protocol], f"a {self._protocol}:// root")
         self._fs, root = fsspec.core.url_to_fs(self.url, **self.options)
@@ -172,6 +183,8 @@ class Storage:
         return self._fs  # type: ignore[return-value]
 
     def _unstrip(self, path: str) -> str:
+        if self.local:
+            return f"file://{path}"  # as fsspec writes it
         if self._arrow is not None or (self._fs is None and self._protocol in ("s3", "s3a")):
             return f"s3://{path}"  # as s3fs writes it
         return self.fs.unstrip_protocol(path)
