@@ -244,3 +244,41 @@ def test_cache_is_bounded_and_evicts_least_recent(tmp_path):
     assert not Path(first).exists() and cache.size() <= 2500
     assert Path(cache.get("s3://b/three", writer(b"x"))).read_bytes() == b"3" * 1000  # a hit
     assert cache.hits == 1 and cache.misses == 3
+
+
+def test_reads_go_through_arrow_and_fall_back_to_s3fs(s3_root, s3_server, monkeypatch):
+    """An s3:// root reads through Arrow's client (s3fs is not even made for a read); an option
+    Arrow has no counterpart for, or an Arrow read that fails, puts the reads on s3fs."""
+    from lakevec.lake.s3reads import ArrowReads
+    from lakevec.lake.storage import Storage
+
+    col = _fill(s3_root, n=200)
+    expected = col.get(ids=["id1", "id5"])["documents"]
+
+    storage = Storage(s3_root)
+    path = storage.join("catalog", "_latest")
+    assert storage._arrow is not None
+    data = storage.read_bytes(path)
+    assert storage._fs is None  # no s3fs for reads
+    with pytest.raises(FileNotFoundError):
+        storage.read_bytes(storage.join("catalog", "no-such-file"))
+
+    # an s3fs option Arrow lacks: s3fs reads, the same bytes
+    other = Storage(s3_root, {"config_kwargs": {"max_pool_connections": 4}})
+    assert other._arrow is None and other.read_bytes(path) == data
+
+    def failing(self, *args):
+        raise OSError("injected: a region redirect, say")
+
+    monkeypatch.setattr(ArrowReads, "read_ranges", failing)
+    falling = Storage(s3_root)
+    assert falling.read_ranges([path], [0], [len(data)]) == [data]
+    assert falling._arrow is None  # from now on through s3fs
+
+    monkeypatch.setenv("LAKEVEC_ARROW_S3", "0")
+    assert Storage(s3_root)._arrow is None
+    client = lakevec.PersistentClient(s3_root)
+    assert (
+        client.get_collection("docs", embedding_function=None).get(ids=["id1", "id5"])["documents"]
+        == expected
+    )

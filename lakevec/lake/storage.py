@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import fsspec
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 _MEMORY_LOCK = threading.Lock()
 _FS_LOCK = threading.Lock()
 WRITE_CHUNK = 8 << 20
@@ -189,12 +190,21 @@ class Storage:
             return f"s3://{path}"  # as s3fs writes it
         return self.fs.unstrip_protocol(path)
 
-    def _arrow_failed(self, exc: Exception) -> None:
-        """Arrow's client failed where s3fs may not (a region redirect, say): this store reads
-        through s3fs from now on."""
-        if self._arrow is not None:
+    def _through_arrow(self, read: Callable[[ArrowReads], _T]) -> _T | None:
+        """``read`` done by Arrow's client; None where there is none. Where it fails but for a
+        missing file (a region redirect, say), s3fs may not: this store then reads through
+        s3fs from now on, and None says so."""
+        arrow = self._arrow
+        if arrow is None:
+            return None
+        try:
+            return read(arrow)
+        except FileNotFoundError:
+            raise
+        except (OSError, pa.ArrowException) as exc:
             log.warning("Arrow's S3 client failed on %s (%s); reading through s3fs", self.url, exc)
             self._arrow = None
+            return None
 
     def url_key(self) -> str:
         """Names this store across Storage objects (endpoint and protocol included)."""
@@ -208,13 +218,9 @@ class Storage:
         if self.local:
             with open(path, "rb") as f:
                 return f.read()
-        if self._arrow is not None:
-            try:
-                return self._arrow.read_bytes(path)
-            except FileNotFoundError:
-                raise
-            except (OSError, pa.ArrowException) as exc:
-                self._arrow_failed(exc)
+        data = self._through_arrow(lambda arrow: arrow.read_bytes(path))
+        if data is not None:
+            return data
         try:
             # an open-ended range is one GET; a plain cat_file asks for the size first (two
             # requests on s3fs, and a LIST as well when the file is missing)
@@ -293,14 +299,8 @@ class Storage:
                     f.seek(start)
                     out.append(f.read(end - start))
             return out
-        if self._arrow is not None:
-            try:
-                parts = self._arrow.read_ranges(paths, starts, ends)
-            except FileNotFoundError:
-                raise
-            except (OSError, pa.ArrowException) as exc:
-                self._arrow_failed(exc)
-        if self._arrow is None:
+        parts = self._through_arrow(lambda arrow: arrow.read_ranges(paths, starts, ends))
+        if parts is None:
             parts = self.fs.cat_ranges(paths, starts, ends, on_error="raise")
         if len(parts) != len(paths) or any(len(p) != e - s for p, s, e in zip(parts, starts, ends)):
             raise OSError(f"short read of {paths[0]} and others")
@@ -366,14 +366,8 @@ class Storage:
     def size(self, path: str) -> int:
         if self.local:
             return os.path.getsize(path)
-        if self._arrow is not None:
-            try:
-                return self._arrow.size(path)
-            except FileNotFoundError:
-                raise
-            except (OSError, pa.ArrowException) as exc:
-                self._arrow_failed(exc)
-        return int(self.fs.size(path))
+        size = self._through_arrow(lambda arrow: arrow.size(path))
+        return int(self.fs.size(path)) if size is None else size
 
     def read_if_exists(self, path: str) -> bytes | None:
         """The file's bytes, or None if there is none (one request on an object store)."""
