@@ -14,6 +14,7 @@
     python -m benchmarks ray                           1M rows through the Ray sink and index tasks vs one process
     python -m benchmarks scale [--rows N,M]            1M and 3M rows (or 10M): ingest, index, query, memory
     python -m benchmarks routed                        cold remote queries through index routes, with and without
+    python -m benchmarks codes                         the index's copy of the vectors: int8 vs sign bits, and its size
 
 ``python -m benchmarks <name> --help`` lists a benchmark's options.
 """
@@ -38,6 +39,7 @@ COMMANDS = {
     "ray": "benchmarks.ray_ingest",
     "scale": "benchmarks.scale",
     "routed": "benchmarks.routed",
+    "codes": "benchmarks.codes",
 }
 
 

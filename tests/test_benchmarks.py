@@ -205,3 +205,23 @@ def test_routed_benchmark_smoke(tmp_path, monkeypatch):
     assert every["recall"] == 1.0 and 0 < few["mb_per_query"] < every["mb_per_query"]
     assert result["route_mb"] > 0 and set(result["cold"]) == {"routes", "noroute"}
     assert "| with routes |" in next(tmp_path.glob("*-routed.md")).read_text()
+
+
+def test_codes_benchmark_smoke(tmp_path):
+    from benchmarks.codes import main
+
+    result = main(
+        [
+            "--dataset",
+            "clustered-3000",
+            "--queries",
+            "5",
+            "--cache",
+            str(tmp_path / "c"),
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    sizes = {c["code"]: c["index_mb"] for c in result["codes"]}
+    assert sizes["b1"] < sizes["i8"] and all(0 < c["recall"] <= 1 for c in result["codes"])
+    assert sorted(p.suffix for p in tmp_path.iterdir() if p.is_file()) == [".json", ".md"]

@@ -1,0 +1,113 @@
+"""How small the index's copy of the vectors can get: the int8 rows lakevec's indexes hold
+against sign bits (usearch ``b1`` under Hamming distance, each row's bits taken after
+subtracting the mean row), one HNSW graph each (connectivity 16, ef_construction 100, rows
+added in cluster order as lakevec's folds add them), with the float32 re-rank of a pool of
+candidates. The index's size decides the collection's disk beside its float32 fragments.
+
+    python -m benchmarks codes                                   # clustered-1m
+    python -m benchmarks codes --dataset clustered-10k --out /tmp/x   # a smoke run
+
+Recall@10 is after the float32 re-rank of the pool; QPS is single queries on one thread, the
+graph search and the re-rank (rows gathered from memory) together, after a warm pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from usearch.index import Index
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.common import header, heading, write  # noqa: E402
+from benchmarks.harness.datasets import CACHE, K, load  # noqa: E402
+from lakevec.write.index import insertion_order  # noqa: E402
+
+POOLS = {"i8": (80,), "b1": (80, 160, 320, 640)}
+EF = 100
+
+
+def codes(kind: str, vectors: np.ndarray, mean: np.ndarray, scale: float) -> np.ndarray:
+    if kind == "b1":
+        return np.packbits((vectors - mean) > 0, axis=1)
+    return vectors * scale  # usearch rounds to int8; lakevec's own rounding is the same up to ±1
+
+
+def build(kind: str, rows: np.ndarray, order: np.ndarray, dim: int) -> tuple[Index, float]:
+    index = Index(
+        ndim=dim,
+        metric="hamming" if kind == "b1" else "l2sq",
+        dtype=kind,
+        connectivity=16,
+        expansion_add=100,
+        expansion_search=EF,
+    )
+    start = time.perf_counter()
+    for a in range(0, len(order), 16_384):
+        index.add(order[a : a + 16_384], rows[order[a : a + 16_384]], threads=0)
+    return index, time.perf_counter() - start
+
+
+def measure(index: Index, ds, probes: np.ndarray, pool: int) -> tuple[float, float]:
+    def search(q: int) -> np.ndarray:
+        keys = index.search(probes[q], max(pool, K), threads=1).keys.astype(np.int64)
+        d = ((ds.vectors[keys] - ds.queries[q]) ** 2).sum(1)
+        return keys[np.argsort(d)[:K]]
+
+    for q in range(len(probes)):  # warm
+        search(q)
+    start = time.perf_counter()
+    found = [search(q) for q in range(len(probes))]
+    qps = len(probes) / (time.perf_counter() - start)
+    truth = ds.truth["unfiltered"]
+    recall = float(np.mean([len(set(f.tolist()) & set(t.tolist())) / K for f, t in zip(found, truth)]))
+    return recall, qps
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks codes", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", default="clustered-1m")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--cache", default=str(CACHE))
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    args = parser.parse_args(argv)
+    ds = load(args.dataset, queries=args.queries, cache=Path(args.cache))
+    raw_mb = ds.vectors.nbytes / 1e6
+    mean = ds.vectors.mean(axis=0)
+    scale = 1.0 / float(np.abs(ds.vectors).max())
+    order = insertion_order(ds.vectors)
+    result = header("codes", argv, dataset=args.dataset, rows=ds.n, raw_mb=raw_mb)
+    result["codes"] = []
+    for kind in ("i8", "b1"):
+        index, seconds = build(kind, codes(kind, ds.vectors, mean, scale), order, ds.vectors.shape[1])
+        mb = len(index.save()) / 1e6
+        probes = codes(kind, ds.queries, mean, scale)
+        for pool in POOLS[kind]:
+            recall, qps = measure(index, ds, probes, pool)
+            result["codes"].append(
+                {"code": kind, "pool": pool, "build_s": seconds, "index_mb": mb, "recall": recall, "qps": qps}
+            )
+            print(result["codes"][-1], flush=True)
+        del index
+    lines = heading(f"Index codes, {args.dataset}", result)
+    lines += [
+        f"Raw float32 vectors: {raw_mb:,.0f} MB. Fragments hold them at ~1.01x (ids and metadata "
+        "included); the index adds the ratio below.",
+        "",
+        "| code | re-rank pool | build s | index MB | index / raw | recall@10 (ef 100) | QPS (one thread) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in result["codes"]:
+        lines.append(
+            f"| {c['code']} | {c['pool']} | {c['build_s']:.0f} | {c['index_mb']:,.0f} | "
+            f"{c['index_mb'] / raw_mb:.3f} | {c['recall']:.3f} | {c['qps']:,.0f} |"
+        )
+    write(result, args.out, "\n".join(lines) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
