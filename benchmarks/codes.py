@@ -17,14 +17,13 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from usearch.index import Index
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import header, heading, write  # noqa: E402
 from benchmarks.harness.datasets import CACHE, K, load  # noqa: E402
-from lakevec.write.index import insertion_order  # noqa: E402
 
 POOLS = {"i8": (80,), "b1": (80, 160, 320, 640)}
 EF = 100
@@ -36,7 +35,9 @@ def codes(kind: str, vectors: np.ndarray, mean: np.ndarray, scale: float) -> np.
     return vectors * scale  # usearch rounds to int8; lakevec's own rounding is the same up to ±1
 
 
-def build(kind: str, rows: np.ndarray, order: np.ndarray, dim: int) -> tuple[Index, float]:
+def build(kind: str, rows: np.ndarray, order: np.ndarray, dim: int) -> tuple[Any, float]:
+    from usearch.index import Index
+
     index = Index(
         ndim=dim,
         metric="hamming" if kind == "b1" else "l2sq",
@@ -51,7 +52,7 @@ def build(kind: str, rows: np.ndarray, order: np.ndarray, dim: int) -> tuple[Ind
     return index, time.perf_counter() - start
 
 
-def measure(index: Index, ds, probes: np.ndarray, pool: int) -> tuple[float, float]:
+def measure(index: Any, ds, probes: np.ndarray, pool: int) -> tuple[float, float]:
     def search(q: int) -> np.ndarray:
         keys = index.search(probes[q], max(pool, K), threads=1).keys.astype(np.int64)
         d = ((ds.vectors[keys] - ds.queries[q]) ** 2).sum(1)
@@ -74,7 +75,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--cache", default=str(CACHE))
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     args = parser.parse_args(argv)
+    # the dataset first: a text set embeds with onnxruntime, which crashes on import in a
+    # process that imported usearch before pyarrow (onnxruntime 1.32, usearch 2.26)
     ds = load(args.dataset, queries=args.queries, cache=Path(args.cache))
+    from lakevec.write.index import insertion_order
+
     raw_mb = ds.vectors.nbytes / 1e6
     mean = ds.vectors.mean(axis=0)
     scale = 1.0 / float(np.abs(ds.vectors).max())
