@@ -282,3 +282,19 @@ def test_reads_go_through_arrow_and_fall_back_to_s3fs(s3_root, s3_server, monkey
         client.get_collection("docs", embedding_function=None).get(ids=["id1", "id5"])["documents"]
         == expected
     )
+
+
+def test_a_batch_of_ranges_opens_each_file_once(s3_root, s3_server, s3_requests):
+    """Arrow opens a file with a HEAD request: a batch of ranges of one file sends one."""
+    from lakevec.lake.storage import Storage
+
+    _fill(s3_root, n=200)
+    storage = Storage(s3_root)
+    path = storage.join("catalog", "_latest")
+    data = storage.read_bytes(path)
+    fresh = Storage(s3_root)  # its own handles
+    s3_requests.clear()
+    parts = fresh.read_ranges([path] * 40, [0] * 40, [len(data)] * 40)
+    assert parts == [data] * 40
+    assert [m for m, _, _ in s3_requests].count("HEAD") == 1
+    assert [m for m, _, _ in s3_requests].count("GET") == 40

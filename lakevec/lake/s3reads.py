@@ -110,8 +110,11 @@ class ArrowReads:
 
         if len(paths) == 1:
             return [read(0)]
-        # open each file once before its ranges run side by side
+        # open each file once (side by side) before its ranges run side by side: ranges that
+        # opened their file themselves would each send a HEAD (62 ranges of one index: 22)
         unique = list(dict.fromkeys(paths))
-        if len(unique) > 1:
+        if len(unique) == 1:
+            self.handle(unique[0])
+        else:
             list(_pool().map(self.handle, unique))
         return list(_pool().map(read, range(len(paths))))
