@@ -67,6 +67,9 @@ def _key_response(self: Any, request: Any, full_url: str, headers: Any) -> Any:
     return status, out_headers, body
 
 
+_LOG_LOCK = threading.Lock()
+
+
 def _logged(handler: Any, out: Any) -> Any:
     """``handler`` (moto's answer to one request), writing a line per request to ``out``:
     method, path, Range header and the body's length (a HEAD's body is empty)."""
@@ -81,9 +84,6 @@ def _logged(handler: Any, out: Any) -> Any:
         return status, out_headers, body
 
     return answer
-
-
-_LOG_LOCK = threading.Lock()
 
 
 def install() -> None:

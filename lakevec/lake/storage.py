@@ -186,8 +186,8 @@ class Storage:
     def _unstrip(self, path: str) -> str:
         if self.local:
             return f"file://{path}"  # as fsspec writes it
-        if self._arrow is not None or (self._fs is None and self._protocol in ("s3", "s3a")):
-            return f"s3://{path}"  # as s3fs writes it
+        if self._protocol in ("s3", "s3a"):
+            return f"s3://{path}"  # as s3fs writes it, whichever client reads
         return self.fs.unstrip_protocol(path)
 
     def _through_arrow(self, read: Callable[[ArrowReads], _T]) -> _T | None:
