@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -111,29 +112,39 @@ step(stage="second", misses=engine.storage.cache.misses)
 
 def _cold_process(root: str, env: dict, requests: list) -> tuple[dict, list[int]]:
     """Run COLD_QUERY in a fresh process: what it printed at each step, and how many requests
-    the S3 server had answered by then."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", COLD_QUERY, root],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    out, marks = {}, []
-    try:
-        for _ in range(4):
-            line = proc.stdout.readline()
-            assert line, proc.stderr.read()[-3000:]
-            step = json.loads(line)
-            out[step["stage"]] = step
-            marks.append(len(requests))
-            proc.stdin.write("\n")
-            proc.stdin.flush()
-        assert proc.wait(timeout=600) == 0, proc.stderr.read()[-3000:]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    the S3 server had answered by then. Its stderr goes to a file (a pipe nobody reads could
+    fill and stall it), and a hung process is killed after 600 s."""
+    with tempfile.TemporaryFile("w+") as errors:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", COLD_QUERY, root],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+            env=env,
+        )
+        watchdog = threading.Timer(600, proc.kill)
+        watchdog.start()
+
+        def tail() -> str:
+            errors.seek(0)
+            return errors.read()[-3000:]
+
+        out, marks = {}, []
+        try:
+            for _ in range(4):
+                line = proc.stdout.readline()
+                assert line, tail()
+                step = json.loads(line)
+                out[step["stage"]] = step
+                marks.append(len(requests))
+                proc.stdin.write("\n")
+                proc.stdin.flush()
+            assert proc.wait(timeout=600) == 0, tail()
+        finally:
+            watchdog.cancel()
+            if proc.poll() is None:
+                proc.kill()
     return out, marks
 
 
