@@ -129,7 +129,7 @@ class CollectionEngine:
         with _NEWEST_LOCK:
             if _NEWEST.get(self._key, -1) < manifest.version:
                 _NEWEST[self._key] = manifest.version
-        keep = {e.path for e in manifest.fragments} | {e.deletes for e in manifest.fragments if e.deletes}
+        keep = {p for e in manifest.fragments for p in (e.path, e.deletes, e.index_projection) if p}
         self.cache.forget(keep)
         self.indexes.keep(manifest)
 

@@ -228,5 +228,5 @@ def test_codes_benchmark_smoke(tmp_path):
         ]
     )
     sizes = {c["code"]: c["index_mb"] for c in result["codes"]}
-    assert sizes["b1"] < sizes["i8"] and all(0 < c["recall"] <= 1 for c in result["codes"])
+    assert sizes["b1"] < sizes["i8p"] < sizes["i8"] and all(0 < c["recall"] <= 1 for c in result["codes"])
     assert sorted(p.suffix for p in tmp_path.iterdir() if p.is_file()) == [".json", ".md"]

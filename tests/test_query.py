@@ -416,10 +416,14 @@ def test_index_keys_map_to_positions_with_or_without_the_shortcut(rows, gap, ord
 
 
 @pytest.mark.parametrize("space", ["l2", "cosine", "ip"])
-def test_int8_index_recall_and_exact_distances(space):
+def test_int8_index_recall_and_exact_distances(monkeypatch, space):
     """From 128 dimensions on, l2 and cosine indexes hold int8 vectors scaled into [-1, 1] (a
     scale per index, kept in the manifest), ip ones float16: recall stays >= 0.95 on vectors far
-    outside that range, and distances are the float32 ones."""
+    outside that range, and distances are the float32 ones. (Unprojected here: test_projection
+    tests the projected ones.)"""
+    import lakevec.write.index as index_module
+
+    monkeypatch.setattr(index_module, "PROJECT_MIN_ROWS", 10**9)
     col = lakevec.EphemeralClient().create_collection(
         "int8", configuration={"hnsw": {"space": space}}, embedding_function=None
     )
@@ -451,10 +455,13 @@ def uneven(n, dim, seed=0):
 
 
 @pytest.mark.parametrize("space", ["l2", "cosine"])
-def test_int8_rows_are_rounded_by_lakevec_and_keep_l2_lengths(space):
+def test_int8_rows_are_rounded_by_lakevec_and_keep_l2_lengths(monkeypatch, space):
     """An int8 index holds round(127 x) of each scaled row (index_codec "i8"): usearch's own
     cast would divide each vector by its length, ranking l2 neighbours by angle."""
+    import lakevec.write.index as index_module
     from lakevec.lake.quantize import INT8, quantized
+
+    monkeypatch.setattr(index_module, "PROJECT_MIN_ROWS", 10**9)
 
     col = lakevec.EphemeralClient().create_collection(
         "rounded", configuration={"hnsw": {"space": space}}, embedding_function=None

@@ -61,6 +61,8 @@ def fork_manifest(source: Manifest, source_name: str) -> Manifest:
             path=_shared(source_name, e.path),
             deletes=_shared_optional(source_name, e.deletes),
             index=_shared_optional(source_name, e.index),
+            index_route=_shared_optional(source_name, e.index_route),
+            index_projection=_shared_optional(source_name, e.index_projection),
             text=_shared_optional(source_name, e.text),
         )
 

@@ -27,6 +27,7 @@ from lakevec.errors import corrupt
 from lakevec.lake.columns import RangedColumns, columns_but_vectors, read_footers, read_groups, read_tables
 from lakevec.lake.forks import resolve
 from lakevec.lake.manifest import FragmentEntry, Manifest
+from lakevec.lake.quantize import Projection
 from lakevec.lake.schema import embeddings_of, flatten, read_deletion
 from lakevec.lake.storage import Storage
 from lakevec.lake.text import Postings
@@ -255,6 +256,7 @@ class FragmentCache:
         self.directory = directory
         self._fragments: dict[str, FragmentData] = {}
         self._deletes: dict[str, np.ndarray] = {}
+        self._projections: dict[str, Projection] = {}
         self._pending: dict[str, FragmentData] = {}  # read in part, not copied yet
         self._partial: dict[str, FragmentData] = {}  # read in part, columns not loaded yet
         self._lock = threading.Lock()
@@ -293,6 +295,13 @@ class FragmentCache:
         whole += [
             self.path(e.deletes) for e in manifest.fragments if e.deletes and e.deletes not in self._deletes
         ]
+        whole += sorted(
+            {
+                self.path(e.index_projection)
+                for e in manifest.fragments
+                if e.index_projection and e.index_projection not in self._projections
+            }
+        )
         futures = self.storage.prefetch(whole) if len(whole) > 1 else []
         if partial:
             self._read_partial(partial)
@@ -436,6 +445,25 @@ class FragmentCache:
             self._deletes[entry.deletes] = rows
         return rows
 
+    def projection(self, relative: str) -> Projection | None:
+        """An index's projection (lake/quantize.py), read once; None if its file is gone (the
+        rows of its indexes are then searched exactly)."""
+        projection = self._projections.get(relative)
+        if projection is None:
+            full = self.path(relative)
+            try:
+                projection = Projection.from_bytes(self.storage.read_immutable(full))
+            except FileNotFoundError:
+                return None
+            except (OSError, ValueError, KeyError) as exc:
+                raise corrupt(full, "projection", exc) from None
+            self._projections[relative] = projection
+        return projection
+
+    def put_projection(self, relative: str, projection: Projection) -> None:
+        """Remember a projection this process just wrote."""
+        self._projections[relative] = projection
+
     def forget(self, keep: set[str]) -> None:
         """Drop cached files no longer referenced (after compaction or deletes)."""
         with self._lock:
@@ -444,3 +472,5 @@ class FragmentCache:
                 self._partial.pop(self.path(key), None)
             for key in [k for k in self._deletes if k not in keep]:
                 del self._deletes[key]
+            for key in [k for k in self._projections if k not in keep]:
+                del self._projections[key]

@@ -11,8 +11,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-FORMAT_VERSION = 3  # 2 adds FragmentEntry.index_codec, 3 FragmentEntry.index_route
-READABLE_VERSIONS = (1, 2, 3)
+#: 2 adds FragmentEntry.index_codec, 3 FragmentEntry.index_route, 4 FragmentEntry.index_projection
+FORMAT_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 #: a collection's file directories (beside ``versions/``): fragments, deletion files, indexes
 FILE_DIRS = ("data", "deletes", "index")
 
@@ -42,8 +43,9 @@ class FragmentEntry:
     index: str | None = None  # relative path of the HNSW index holding this fragment's rows
     index_base: int = 0  # key of row r in that index is index_base + r
     index_scale: float | None = None  # an int8 index's scale (None: a float16 index)
-    index_codec: str | None = None  # "i8": int8 rows rounded by lakevec (lake/quantize.py)
+    index_codec: str | None = None  # "i8": int8 rows rounded by lakevec, "i8p": projected first
     index_route: str | None = None  # relative path of that index's route file (lake/route.py)
+    index_projection: str | None = None  # relative path of its projection (lake/quantize.py)
     text: str | None = None  # relative path of the documents' full-text postings (lake/text.py)
 
 
@@ -80,6 +82,8 @@ class Manifest:
                 out.add(f.index)
             if f.index_route:
                 out.add(f.index_route)
+            if f.index_projection:
+                out.add(f.index_projection)
             if f.text:
                 out.add(f.text)
         return out

@@ -86,9 +86,23 @@ def _bulk_pool() -> pa.MemoryPool:
 BULK_POOL = _bulk_pool()
 
 
+def _leaves(name: str, typ: pa.DataType) -> list[str]:
+    """Parquet's column paths under a field (pyarrow's per-column options name leaves)."""
+    if pa.types.is_struct(typ):
+        return [p for child in typ for p in _leaves(f"{name}.{child.name}", child.type)]
+    if pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ):
+        return _leaves(f"{name}.list.element", typ.value_type)
+    return [name]
+
+
 def write_parquet(table: pa.Table, sink: pa.NativeFile) -> None:
-    # zstd gains ~9% on float vectors for 2x the write time; text and metadata compress well
-    compression = {name: "none" if name == "embedding" else "zstd" for name in table.column_names}
+    # zstd gains ~9% on float vectors for 2x the write time, and a compressed page cannot be
+    # read by row (lake/vectors.py); text and metadata compress well
+    compression = {
+        leaf: "none" if field.name == "embedding" else "zstd"
+        for field in table.schema
+        for leaf in _leaves(field.name, field.type)
+    }
     table = required_vectors(table)
     i = table.schema.get_field_index("embedding")
     if i >= 0 and not table.schema.field(i).nullable:

@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 
 from lakevec.lake.fragments import FragmentCache, id_hashes
 from lakevec.lake.manifest import Manifest
+from lakevec.lake.quantize import PROJECTED, Projection
 from lakevec.lake.schema import (
     ARROW_TYPES,
     META_PREFIX,
@@ -122,6 +123,10 @@ class Snapshot:
     def search_groups(self) -> tuple[list[Group], list[int]]:
         """Index groups and the unindexed tail (see :func:`groups_of`)."""
         return groups_of(self)
+
+    def projection(self, relative: str) -> Projection | None:
+        """An index's projection (None: its file is gone)."""
+        return self._cache.projection(relative)
 
     def in_order(self, positions: np.ndarray) -> np.ndarray:
         seq = self.seq[positions]
@@ -251,6 +256,8 @@ class Group:
     offsets: np.ndarray  # position of each fragment's row 0
     scale: float | None = None  # the index's int8 scale (None: float16)
     codec: str | None = None  # how vectors enter it (FragmentEntry.index_codec)
+    projection: str | None = None  # its projection's file (FragmentEntry.index_projection)
+    projector: Projection | None = None  # ... loaded
 
     shift: int | None = field(init=False)  # position - key for every key, when one number does
 
@@ -274,6 +281,13 @@ def groups_of(snap: Snapshot) -> tuple[list[Group], list[int]]:
     groups = []
     for path, frags in by_path.items():
         frags.sort(key=lambda i: snap.manifest.fragments[i].index_base)
+        first = snap.manifest.fragments[frags[0]]
+        projector = None
+        if first.index_codec == PROJECTED:
+            projector = snap.projection(first.index_projection) if first.index_projection else None
+            if projector is None:  # its projection is gone: the index cannot be searched
+                tail += frags
+                continue
         groups.append(
             Group(
                 path,
@@ -281,8 +295,10 @@ def groups_of(snap: Snapshot) -> tuple[list[Group], list[int]]:
                 np.array([snap.manifest.fragments[i].index_base for i in frags], dtype=np.int64),
                 np.array([snap.manifest.fragments[i].rows for i in frags], dtype=np.int64),
                 np.array([snap.offsets[i] for i in frags], dtype=np.int64),
-                snap.manifest.fragments[frags[0]].index_scale,
-                snap.manifest.fragments[frags[0]].index_codec,
+                first.index_scale,
+                first.index_codec,
+                first.index_projection,
+                projector,
             )
         )
-    return groups, tail
+    return groups, sorted(tail)

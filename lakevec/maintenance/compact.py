@@ -133,7 +133,13 @@ def _detach(indexer: Indexer, indexes: set[str]) -> int:
     def transform(current: Manifest) -> Manifest:
         fragments = [
             dataclasses.replace(
-                e, index=None, index_base=0, index_scale=None, index_codec=None, index_route=None
+                e,
+                index=None,
+                index_base=0,
+                index_scale=None,
+                index_codec=None,
+                index_route=None,
+                index_projection=None,
             )
             if e.index in indexes
             else e

@@ -26,7 +26,6 @@ import uuid
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import numpy as np
 from usearch.index import Index
@@ -39,7 +38,10 @@ from lakevec.lake.route import route_path
 from lakevec.maintenance.merge import merge_small
 from lakevec.maintenance.vacuum import vacuum
 from lakevec.write.index import (
+    PROJECTED,
+    REUSE_VARIANCE,
     ROW_KINDS,
+    Encoding,
     gather_tail,
     index_encoding,
     index_route,
@@ -47,6 +49,7 @@ from lakevec.write.index import (
     insertion_order,
     new_index,
     striped,
+    tail_sample,
 )
 
 FOLD_MIN_ROWS = 4096  # a smaller tail is searched exactly until wait_for_index()
@@ -130,8 +133,7 @@ class _Head:
     path: str
     index: Index
     next_key: int
-    scale: float | None  # int8 scale (None: a float16 index written before int8 ones)
-    codec: str | None  # how rows enter it (FragmentEntry.index_codec)
+    encoding: Encoding  # how rows enter it
 
 
 class Indexer:
@@ -344,10 +346,17 @@ class Indexer:
     def _fold(self, snap, tail: list[int], head_path: str | None) -> bool:
         manifest = snap.manifest
         hnsw = manifest.config["hnsw"]
-        head = self._open_head(head_path, manifest, hnsw)
-        if not head.path and not len(head.index):
-            head.scale, head.codec = index_encoding(snap, tail)
-        keys, vectors, bases = gather_tail(snap, tail, head.next_key, head.scale, head.codec)
+        head = self._open_head(head_path, manifest) if head_path is not None else None
+        if head is not None and not fits(snap, tail, head.encoding):
+            head_path, head = None, None  # the head's axes miss too much of these rows: a new index
+        new_projection = None  # a projection file this fold writes
+        if head is None:
+            chosen = index_encoding(snap, tail)
+            encoding = saved_encoding(self.engine, chosen)
+            new_projection = encoding.projection if chosen.projection is None else None
+            index = new_index(manifest.dimension or 0, hnsw, encoding)
+            head = _Head("", index, self._next_key(manifest), encoding)
+        keys, vectors, bases = gather_tail(snap, tail, head.next_key, head.encoding)
         order = insertion_order(vectors)
         for a in range(0, len(order), ADD_CHUNK):
             # in chunks: a background fold takes every core from the next chunk on once a
@@ -372,9 +381,10 @@ class Indexer:
                         e,
                         index=relative,
                         index_base=bases[e.id],
-                        index_scale=head.scale,
-                        index_codec=head.codec,
+                        index_scale=head.encoding.scale,
+                        index_codec=head.encoding.codec,
                         index_route=route,
+                        index_projection=head.encoding.projection,
                     )
                     if e.id in texts and e.text is None:
                         e = dataclasses.replace(e, text=texts[e.id])
@@ -387,11 +397,12 @@ class Indexer:
 
         committed = self.engine.commit_transform(point)
         if committed is None:
-            for path in [relative, *([route] if route else []), *texts.values()]:
-                storage.delete(self.engine.cache.path(path))
+            for path in [relative, route, new_projection, *texts.values()]:
+                if path:
+                    storage.delete(self.engine.cache.path(path))
             self._head = None
             return True  # the tail moved on: look again
-        self._head = _Head(relative, head.index, key, head.scale, head.codec)
+        self._head = _Head(relative, head.index, key, head.encoding)
         if head_path is not None:
             self._retire(head_path, committed)
             head_route = next((e.index_route for e in manifest.fragments if e.index == head_path), None)
@@ -422,14 +433,16 @@ class Indexer:
 
     _keep_going.__annotations__ = {"done": int, "total": int, "return": bool}
 
-    def _open_head(self, path: str | None, manifest: Manifest, hnsw: dict[str, Any]) -> _Head:
-        if path is None:
-            # keys above every index's (those of a dropped fragment stay in the index that
-            # the indexer last wrote, known here; elsewhere they only cost a candidate)
-            ends = [key_end(manifest, p) for p in index_rows(manifest)]
-            if self._head is not None:
-                ends.append(self._head.next_key)
-            return _Head("", new_index(manifest.dimension or 0, hnsw), max(ends, default=0), None, None)
+    def _next_key(self, manifest: Manifest) -> int:
+        """The first key of a new index: above every index's (those of a dropped fragment stay
+        in the index that the indexer last wrote, known here; elsewhere they only cost a
+        candidate)."""
+        ends = [key_end(manifest, p) for p in index_rows(manifest)]
+        if self._head is not None:
+            ends.append(self._head.next_key)
+        return max(ends, default=0)
+
+    def _open_head(self, path: str, manifest: Manifest) -> _Head:
         if self._head is not None and self._head.path == path:
             return self._head
         data = self.engine.storage.read_immutable(self.engine.cache.path(path))
@@ -438,7 +451,29 @@ class Indexer:
             raise corrupt(self.engine.cache.path(path), "index", ValueError("not a usearch index"))
         next_key = _max_key(index) + 1 if len(index) else 0
         entry = next(e for e in manifest.fragments if e.index == path)
-        return _Head(path, index, next_key, entry.index_scale, entry.index_codec)
+        projector = self.engine.cache.projection(entry.index_projection) if entry.index_projection else None
+        if entry.index_codec == PROJECTED and projector is None:
+            raise corrupt(self.engine.cache.path(path), "index", ValueError("its projection is gone"))
+        encoding = Encoding(entry.index_scale, entry.index_codec, entry.index_projection, projector)
+        return _Head(path, index, next_key, encoding)
+
+
+def fits(snap, tail: list[int], encoding: Encoding) -> bool:
+    """Whether the rows of ``tail`` may join an index of ``encoding``: its axes, if it has
+    any, keep REUSE_VARIANCE of their variance."""
+    if encoding.projector is None:
+        return True
+    return encoding.projector.retained(tail_sample(snap, tail)) >= REUSE_VARIANCE
+
+
+def saved_encoding(engine: CollectionEngine, encoding: Encoding) -> Encoding:
+    """``encoding`` with its projection saved, if it is new."""
+    if encoding.projector is None or encoding.projection is not None:
+        return encoding
+    path = f"index/{uuid.uuid4().hex}.projection.npz"
+    engine.storage.write_new(engine.cache.path(path), encoding.projector.to_bytes())
+    engine.cache.put_projection(path, encoding.projector)
+    return dataclasses.replace(encoding, projection=path)
 
 
 def save_index(engine: CollectionEngine, index: Index) -> tuple[str, str | None]:

@@ -17,8 +17,16 @@ from dataclasses import dataclass
 from lakevec.engine import CollectionEngine
 from lakevec.lake.manifest import Manifest
 from lakevec.lake.snapshot import Snapshot
-from lakevec.maintenance.indexer import ADD_CHUNK, key_end, save_index, write_postings
-from lakevec.write.index import gather_tail, index_encoding, index_rows, insertion_order, new_index, striped
+from lakevec.maintenance.indexer import ADD_CHUNK, key_end, save_index, saved_encoding, write_postings
+from lakevec.write.index import (
+    Encoding,
+    gather_tail,
+    index_encoding,
+    index_rows,
+    insertion_order,
+    new_index,
+    striped,
+)
 
 
 @dataclass(frozen=True)
@@ -28,9 +36,8 @@ class Tier:
     version: int
     fragments: tuple[str, ...]
     key: int
-    scale: float | None  # the int8 scale every index of the collection shares (None: float16)
+    encoding: Encoding  # how rows enter the index (every tier's alike)
     rows: int
-    codec: str | None = None  # how rows enter the index (FragmentEntry.index_codec)
 
 
 @dataclass(frozen=True)
@@ -38,8 +45,7 @@ class BuiltTier:
     path: str
     bases: dict[str, int]  # fragment id -> its row 0's key
     texts: dict[str, str]  # fragment id -> its postings file
-    scale: float | None
-    codec: str | None = None
+    encoding: Encoding
     route: str | None = None  # the index's route file, if it has one
 
 
@@ -50,7 +56,7 @@ def plan_tiers(engine: CollectionEngine, rows_per_index: int) -> list[Tier]:
     tail = [i for i, e in enumerate(manifest.fragments) if e.index is None and e.live_rows > 0]
     if not tail or manifest.dimension is None:
         return []
-    scale, codec = index_encoding(snap, tail)
+    encoding = saved_encoding(engine, index_encoding(snap, tail))
     key = max((key_end(manifest, p) for p in index_rows(manifest)), default=0)
     tiers: list[Tier] = []
     ids: list[str] = []
@@ -58,11 +64,11 @@ def plan_tiers(engine: CollectionEngine, rows_per_index: int) -> list[Tier]:
     for i in tail:
         entry = manifest.fragments[i]
         if ids and rows + entry.rows > rows_per_index:
-            tiers.append(Tier(manifest.version, tuple(ids), first, scale, rows, codec))
+            tiers.append(Tier(manifest.version, tuple(ids), first, encoding, rows))
             ids, first, rows = [], first + rows, 0
         ids.append(entry.id)
         rows += entry.rows
-    tiers.append(Tier(manifest.version, tuple(ids), first, scale, rows, codec))
+    tiers.append(Tier(manifest.version, tuple(ids), first, encoding, rows))
     return tiers
 
 
@@ -76,17 +82,17 @@ def build_tier(engine: CollectionEngine, tier: Tier, threads: int = 0) -> BuiltT
     )
     snap = Snapshot(manifest, engine.cache)
     hnsw = manifest.config["hnsw"]
-    index = new_index(manifest.dimension or 0, hnsw)
+    index = new_index(manifest.dimension or 0, hnsw, tier.encoding)
     where = {e.id: i for i, e in enumerate(manifest.fragments)}
     positions = [where[f] for f in tier.fragments]
-    keys, vectors, bases = gather_tail(snap, positions, tier.key, tier.scale, tier.codec)
+    keys, vectors, bases = gather_tail(snap, positions, tier.key, tier.encoding)
     order = insertion_order(vectors)
     for a in range(0, len(order), ADD_CHUNK):
         chunk = striped(order[a : a + ADD_CHUNK], threads)
         index.add(keys[chunk], vectors[chunk], threads=threads)
     del vectors
     path, route = save_index(engine, index)
-    return BuiltTier(path, bases, write_postings(engine, snap, positions), tier.scale, tier.codec, route)
+    return BuiltTier(path, bases, write_postings(engine, snap, positions), tier.encoding, route)
 
 
 def commit_tiers(engine: CollectionEngine, built: list[BuiltTier]) -> Manifest | None:
@@ -103,9 +109,10 @@ def commit_tiers(engine: CollectionEngine, built: list[BuiltTier]) -> Manifest |
                     e,
                     index=tier.path,
                     index_base=tier.bases[e.id],
-                    index_scale=tier.scale,
-                    index_codec=tier.codec,
+                    index_scale=tier.encoding.scale,
+                    index_codec=tier.encoding.codec,
                     index_route=tier.route,
+                    index_projection=tier.encoding.projection,
                 )
                 if e.id in tier.texts and e.text is None:
                     e = dataclasses.replace(e, text=tier.texts[e.id])

@@ -15,7 +15,8 @@ from usearch.index import Index
 
 from lakevec.errors import corrupt
 from lakevec.lake.fragments import FragmentCache
-from lakevec.lake.manifest import Manifest
+from lakevec.lake.manifest import FragmentEntry, Manifest
+from lakevec.lake.quantize import PROJECTED
 from lakevec.lake.route import Route
 from lakevec.lake.snapshot import Snapshot
 from lakevec.read.routed import RoutedIndex
@@ -56,12 +57,12 @@ class OpenIndexes:
         """Indexes of the snapshot, opened once and kept open; an index file found deleted is
         left out (its rows are searched exactly)."""
         opened: dict[str, Index] = {}
-        routes = {e.index: e.index_route for e in snap.manifest.fragments if e.index}
-        for path, route in routes.items():
+        entries = {e.index: e for e in snap.manifest.fragments if e.index}
+        for path, entry in entries.items():
             with self._lock:
                 index = self._indexes.get(path)
             if index is None and path not in self._retired:
-                routed = self._routed_index(snap, path, route)
+                routed = self._routed_index(snap, entry)
                 if routed is not None:
                     opened[path] = routed  # type: ignore[assignment]  # searched as an Index
                     continue
@@ -103,9 +104,11 @@ class OpenIndexes:
         """Whether ``path`` is searched through its route now (its copy not opened yet)."""
         return path in self._routed
 
-    def _routed_index(self, snap: Snapshot, path: str, route: str | None) -> RoutedIndex | None:
+    def _routed_index(self, snap: Snapshot, entry: FragmentEntry) -> RoutedIndex | None:
         """A remote index not copied yet, searched through its route file meanwhile (None: no
         route, a local root, or the copy is there)."""
+        path, route = entry.index, entry.index_route
+        assert path is not None
         full = self.cache.path(path)
         if route is None or self.storage.is_cached(full):
             return None
@@ -121,9 +124,10 @@ class OpenIndexes:
         routed = RoutedIndex(
             [(loaded, full)],
             self.storage.read_ranges,
-            hnsw["space"],
-            # rows of one byte: int8 (lakevec's other index dtype is float16)
-            np.dtype(np.int8 if loaded.row_bytes == snap.manifest.dimension else np.float16),
+            # projected rows are compared by l2 in any space (lake/quantize.py)
+            "l2" if entry.index_codec == PROJECTED else hnsw["space"],
+            # an index with a scale holds int8 rows (lakevec's other index dtype is float16)
+            np.dtype(np.int8 if entry.index_scale is not None else np.float16),
             hnsw["ef_search"],
             lambda: self.open(path) or _missing(full),
         )

@@ -261,7 +261,7 @@ def hnsw_search(
         first = dataclasses.replace(first, share=1.0, probe=True)
     plans = [first] * nq
     thin = 0
-    probes = quantized(space, queries, group.scale, group.codec)
+    probes = quantized(space, queries, group.scale, group.codec, group.projector)
     candidates = [np.zeros(0, dtype=np.int64)] * nq
     pending = list(range(nq))
     brute: list[int] = []  # queries handed to ``exact``
@@ -426,7 +426,10 @@ def combined(groups: list[Group], members: list[Any]) -> tuple[Group, IndexSet |
     routed = [m for m in members if isinstance(m, RoutedIndex)]
     if routed and len(routed) < len(members):
         return None
-    if len({(g.scale, g.codec) for g in groups}) > 1 or len({str(m.dtype) for m in members}) > 1:
+    if (
+        len({(g.scale, g.codec, g.projection) for g in groups}) > 1
+        or len({str(m.dtype) for m in members}) > 1
+    ):
         return None
     spans = sorted((int(g.bases.min()), int((g.bases + g.rows).max())) for g in groups)
     if any(end > start for (_, end), (start, _) in zip(spans, spans[1:])):
@@ -441,6 +444,8 @@ def combined(groups: list[Group], members: list[Any]) -> tuple[Group, IndexSet |
         np.concatenate([g.offsets for g in groups])[order],
         groups[0].scale,
         groups[0].codec,
+        groups[0].projection,
+        groups[0].projector,
     )
     if routed:  # searched by range, as one; their copies as one index set once there
         return group, RoutedIndex.joined(routed, lambda: IndexSet([m.whole() for m in routed]))

@@ -8,13 +8,23 @@ fragments at it (:mod:`lakevec.maintenance.indexer` decides when).
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from usearch.index import Index, ScalarKind
 
 from lakevec.lake.manifest import Manifest
-from lakevec.lake.quantize import INT8, index_scale, quantized
+from lakevec.lake.quantize import (
+    INT8,
+    PROJECTED,
+    REUSE_VARIANCE,
+    SAMPLE_ROWS,
+    Projection,
+    choose_projection,
+    index_scale,
+    quantized,
+)
 from lakevec.lake.route import ROUTE_BLOCK, Route, index_layout
 from lakevec.lake.snapshot import Snapshot
 
@@ -31,6 +41,10 @@ ORDER_MIN_ROWS = 4_096
 #: rows per cluster of insertion_order: 1M rows in 256 clusters instead of 1,000 lost recall
 #: (0.973 -> 0.927); the assignment costs n x n / ORDER_CLUSTER_ROWS distances (~8 s at 1M)
 ORDER_CLUSTER_ROWS = 1_000
+#: a new index of at least this many rows may project them (lake/quantize.py): fewer leave too
+#: small a sample to choose axes from
+PROJECT_MIN_ROWS = 4_096
+SAMPLE_FRAGMENTS = 4  # ... a sample read from this many of the new index's fragments at most
 #: an index of at least this many rows gets a route file (lake/route.py): 131,072 x 384 int8
 #: rows are 50 MB, which a remote reader copies in well under a second
 ROUTE_MIN_ROWS = 131_072
@@ -54,10 +68,27 @@ def index_rows(manifest: Manifest) -> dict[str, int]:
     return rows
 
 
-def new_index(dim: int, hnsw: dict[str, Any]) -> Index:
+@dataclass(frozen=True)
+class Encoding:
+    """How rows enter an index (``FragmentEntry.index_scale``, ``index_codec`` and
+    ``index_projection``): scale None for a float16 index; ``projector`` the loaded projection,
+    ``projection`` its file (None while a new one is not saved yet)."""
+
+    scale: float | None = None
+    codec: str | None = None
+    projection: str | None = None
+    projector: Projection | None = field(default=None, compare=False)
+
+    def entered(self, space: str, vectors: np.ndarray) -> np.ndarray:
+        return quantized(space, vectors, self.scale, self.codec, self.projector)
+
+
+def new_index(dim: int, hnsw: dict[str, Any], encoding: Encoding | None = None) -> Index:
+    projector = encoding.projector if encoding is not None else None
     return Index(
-        ndim=dim,
-        metric=METRICS[hnsw["space"]],
+        ndim=projector.dims if projector is not None else dim,
+        # projected rows of any space are compared by l2 (lake/quantize.py)
+        metric=METRICS["l2" if projector is not None else hnsw["space"]],
         dtype=index_dtype(dim, hnsw["space"]),
         connectivity=hnsw["max_neighbors"],
         expansion_add=hnsw["ef_construction"],
@@ -65,16 +96,42 @@ def new_index(dim: int, hnsw: dict[str, Any]) -> Index:
     )
 
 
-def index_encoding(snap: Snapshot, tail: list[int]) -> tuple[float | None, str | None]:
-    """How rows enter a new index of the collection: (scale, codec). An int8 index takes the
-    collection's scale (one query vector fits all its indexes), else one from the tail's first
-    rows; a float16 index neither."""
+def index_encoding(snap: Snapshot, tail: list[int]) -> Encoding:
+    """How rows of the fragments ``tail`` enter a new index of the collection. An int8 index
+    projects them on the axes the collection's newest projected index uses while those keep
+    REUSE_VARIANCE of the new rows' variance (one query vector fits all such indexes), else on
+    new axes (:func:`choose_projection`) when the rows are many and the axes hold most of their
+    variance. Others take the collection's int8 scale, else one from the tail's first rows; a
+    float16 index neither."""
     manifest = snap.manifest
     space = manifest.config["hnsw"]["space"]
     if index_dtype(manifest.dimension or 0, space) != "i8":
-        return None, None
-    scales = [e.index_scale for e in manifest.fragments if e.index_scale is not None]
-    return (scales[-1] if scales else index_scale(space, live_vectors(snap, tail[0])[1])), INT8
+        return Encoding()
+    newest = next((e for e in reversed(manifest.fragments) if e.index_codec == PROJECTED), None)
+    many = sum(manifest.fragments[i].live_rows for i in tail) >= PROJECT_MIN_ROWS
+    sample = tail_sample(snap, tail) if newest is not None or many else None
+    if newest is not None and newest.index_projection is not None and sample is not None:
+        projector = snap.projection(newest.index_projection)
+        if projector is not None and projector.retained(sample) >= REUSE_VARIANCE:
+            return Encoding(newest.index_scale, PROJECTED, newest.index_projection, projector)
+    if many and sample is not None:
+        projector = choose_projection(space, sample)
+        if projector is not None:
+            return Encoding(index_scale("l2", projector.apply(sample)), PROJECTED, None, projector)
+    scales = [
+        e.index_scale for e in manifest.fragments if e.index_scale is not None and e.index_codec != PROJECTED
+    ]
+    return Encoding(scales[-1] if scales else index_scale(space, live_vectors(snap, tail[0])[1]), INT8)
+
+
+def tail_sample(snap: Snapshot, tail: list[int]) -> np.ndarray:
+    """Up to SAMPLE_ROWS live vectors of the fragments ``tail``, from SAMPLE_FRAGMENTS of them
+    spread over it."""
+    picked = [tail[int(i)] for i in np.unique(np.linspace(0, len(tail) - 1, SAMPLE_FRAGMENTS).astype(int))]
+    parts = [live_vectors(snap, i)[1] for i in picked]
+    rows = sum(len(p) for p in parts)
+    step = max(1, rows // SAMPLE_ROWS)
+    return np.concatenate([p[::step] for p in parts]) if parts else np.zeros((0, 0), dtype=np.float32)
 
 
 def live_vectors(snap: Snapshot, i: int) -> tuple[np.ndarray, np.ndarray]:
@@ -87,7 +144,7 @@ def live_vectors(snap: Snapshot, i: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def gather_tail(
-    snap: Snapshot, tail: list[int], key: int, scale: float | None, codec: str | None
+    snap: Snapshot, tail: list[int], key: int, encoding: Encoding
 ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """The live rows of fragments ``tail`` as one index takes them: their keys (from ``key`` on,
     fragment after fragment), their vectors as the index enters them (int8, or float16 for a
@@ -96,15 +153,16 @@ def gather_tail(
     space = manifest.config["hnsw"]["space"]
     total = sum(manifest.fragments[i].rows for i in tail)  # live rows are fewer
     keys = np.empty(total, dtype=np.int64)
-    kind = np.int8 if scale is not None and codec == INT8 else np.float16
-    vectors = np.empty((total, manifest.dimension or 0), dtype=kind)
+    kind = np.int8 if encoding.scale is not None and encoding.codec in (INT8, PROJECTED) else np.float16
+    dims = encoding.projector.dims if encoding.projector is not None else manifest.dimension or 0
+    vectors = np.empty((total, dims), dtype=kind)
     bases: dict[str, int] = {}
     at = 0
     for i in tail:
         entry = manifest.fragments[i]
         rows, part = live_vectors(snap, i)
         keys[at : at + len(rows)] = key + rows
-        vectors[at : at + len(rows)] = quantized(space, part, scale, codec)
+        vectors[at : at + len(rows)] = encoding.entered(space, part)
         at += len(rows)
         bases[entry.id] = key
         key += entry.rows
