@@ -11,9 +11,10 @@ were entered as floats through usearch's cast, and their queries still are).
 An index may also hold its rows *projected* (codec "i8p"): centred (cosine rows normalized
 first) and multiplied by the leading principal axes of a sample of the collection's rows, then
 rounded as above, compared by l2. Real 384-d text embeddings keep 97 % of their variance in
-256 axes: the index's rows take two thirds of the bytes and its graph builds and searches
-faster, at the same recall@10 once candidates are re-ranked with the stored float32 rows
-(50k MiniLM rows: 0.993 at 384 axes, 0.991 at 256; ``python -m benchmarks projection``).
+256 axes: the index's rows take two thirds of the bytes and its graph builds faster, at the
+same recall@10 once candidates are re-ranked with the stored float32 rows
+(50k MiniLM rows: 0.991 at 384 axes, 0.992 at 256; ``python -m benchmarks codes --dataset
+text-50000 --codes i8,i8p``).
 """
 
 from __future__ import annotations
