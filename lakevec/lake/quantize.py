@@ -61,9 +61,7 @@ class Projection:
 
     def centred(self, vectors: np.ndarray) -> np.ndarray:
         out = np.asarray(vectors, dtype=np.float32)
-        if self.unit:
-            out = out / np.maximum(np.linalg.norm(out, axis=-1, keepdims=True), np.float32(1e-30))
-        return out - self.mean
+        return (_unit(out) if self.unit else out) - self.mean
 
     def apply(self, vectors: np.ndarray) -> np.ndarray:
         """``vectors`` on the axes (float32): l2 distances between them approximate the
@@ -76,6 +74,10 @@ class Projection:
         total = float(np.einsum("ij,ij->", centred, centred))
         kept = centred @ self.axes
         return float(np.einsum("ij,ij->", kept, kept)) / total if total > 0 else 1.0
+
+    def keeps(self, vectors: np.ndarray) -> bool:
+        """Whether rows like ``vectors`` may join an index of these axes."""
+        return self.retained(vectors) >= REUSE_VARIANCE
 
     def to_bytes(self) -> bytes:
         out = io.BytesIO()
@@ -101,7 +103,7 @@ def choose_projection(space: str, vectors: np.ndarray) -> Projection | None:
         return None
     sample = np.asarray(vectors[:: max(1, len(vectors) // SAMPLE_ROWS)], dtype=np.float32)
     if space == "cosine":
-        sample = sample / np.maximum(np.linalg.norm(sample, axis=1, keepdims=True), np.float32(1e-30))
+        sample = _unit(sample)
     mean = sample.mean(axis=0)
     centred = sample - mean
     values, vectors_ = np.linalg.eigh(centred.T.astype(np.float64) @ centred)
@@ -115,6 +117,10 @@ def choose_projection(space: str, vectors: np.ndarray) -> Projection | None:
             axes = np.ascontiguousarray(vectors_[:, :dims], dtype=np.float32)
             return Projection(mean.astype(np.float32), axes, space == "cosine")
     return None
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), np.float32(1e-30))
 
 
 def quantized(

@@ -22,34 +22,36 @@ import os
 import socket
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-import numpy as np
 from usearch.index import Index
 
 from lakevec.engine import CollectionEngine
 from lakevec.errors import corrupt
 from lakevec.lake.forks import FORKS, foreign
 from lakevec.lake.manifest import Manifest
-from lakevec.lake.route import route_path
+from lakevec.maintenance.index_files import (
+    ADD_CHUNK,
+    key_end,
+    max_key,
+    save_index,
+    saved_encoding,
+    write_postings,
+)
 from lakevec.maintenance.merge import merge_small
 from lakevec.maintenance.vacuum import vacuum
 from lakevec.write.index import (
     PROJECTED,
-    REUSE_VARIANCE,
-    ROW_KINDS,
     Encoding,
+    fits,
     gather_tail,
     index_encoding,
-    index_route,
     index_rows,
     insertion_order,
     new_index,
     striped,
-    tail_sample,
 )
 
 FOLD_MIN_ROWS = 4096  # a smaller tail is searched exactly until wait_for_index()
@@ -58,7 +60,6 @@ QUIET_SECONDS = 0.2  # background folds wait for a pause this long in a stream o
 HEAD_MAX_ROWS = 262_144  # background folds start a new index past this many rows
 LEASE_SECONDS = 300.0  # a background fold's claim on its tail; an older claim is taken over
 GROUP_MAX_ROWS = 2_000_000  # inline folds (wait_for_index, compact) grow an index up to this
-ADD_CHUNK = 16_384  # rows per usearch add call of a fold
 AUTO_VACUUM_SECONDS = 3600.0  # background work vacuums at most this often
 RETENTION_SECONDS = 7 * 86400.0  # ... keeping every version of the last 7 days (vacuum's default)
 
@@ -449,71 +450,13 @@ class Indexer:
         index = Index.restore(data)  # a private, writable copy
         if index is None:
             raise corrupt(self.engine.cache.path(path), "index", ValueError("not a usearch index"))
-        next_key = _max_key(index) + 1 if len(index) else 0
+        next_key = max_key(index) + 1 if len(index) else 0
         entry = next(e for e in manifest.fragments if e.index == path)
         projector = self.engine.cache.projection(entry.index_projection) if entry.index_projection else None
         if entry.index_codec == PROJECTED and projector is None:
             raise corrupt(self.engine.cache.path(path), "index", ValueError("its projection is gone"))
         encoding = Encoding(entry.index_scale, entry.index_codec, entry.index_projection, projector)
         return _Head(path, index, next_key, encoding)
-
-
-def fits(snap, tail: list[int], encoding: Encoding) -> bool:
-    """Whether the rows of ``tail`` may join an index of ``encoding``: its axes, if it has
-    any, keep REUSE_VARIANCE of their variance."""
-    if encoding.projector is None:
-        return True
-    return encoding.projector.retained(tail_sample(snap, tail)) >= REUSE_VARIANCE
-
-
-def saved_encoding(engine: CollectionEngine, encoding: Encoding) -> Encoding:
-    """``encoding`` with its projection saved, if it is new."""
-    if encoding.projector is None or encoding.projection is not None:
-        return encoding
-    path = f"index/{uuid.uuid4().hex}.projection.npz"
-    engine.storage.write_new(engine.cache.path(path), encoding.projector.to_bytes())
-    engine.cache.put_projection(path, encoding.projector)
-    return dataclasses.replace(encoding, projection=path)
-
-
-def save_index(engine: CollectionEngine, index: Index) -> tuple[str, str | None]:
-    """Write a new index file, and its route file where one pays (``index_route``): their
-    paths relative to the collection."""
-    data = index.save()
-    assert data is not None  # no path given: usearch returns the bytes
-    path = f"index/{uuid.uuid4().hex}.usearch"
-    engine.storage.write_new(engine.cache.path(path), data)
-    kind = ROW_KINDS.get(index.dtype)
-    route = index_route(data, kind) if kind is not None else None
-    if route is None:
-        return path, None
-    engine.storage.write_new(engine.cache.path(route_path(path)), route.to_bytes())
-    return path, route_path(path)
-
-
-def write_postings(
-    engine: CollectionEngine, snap, fragments: list[int], check: Callable[[], None] = lambda: None
-) -> dict[str, str]:
-    """Full-text postings files for the indexed fragments that hold documents (fragment id ->
-    path): a later process reads them instead of tokenizing the documents again."""
-    out = {}
-    for i in fragments:
-        entry, frag = snap.manifest.fragments[i], snap.fragments[i]
-        if entry.text is not None or frag.table.column("document").null_count == frag.num_rows:
-            continue
-        relative = f"index/{entry.id}-{uuid.uuid4().hex[:8]}.terms.npz"
-        engine.storage.write_new(engine.cache.path(relative), frag.postings.to_bytes())
-        out[entry.id] = relative
-        check()
-    return out
-
-
-def key_end(manifest: Manifest, path: str) -> int:
-    return max(e.index_base + e.rows for e in manifest.fragments if e.index == path)
-
-
-def _max_key(index: Index) -> int:
-    return int(np.max(np.asarray(index.keys)))
 
 
 def _alive(host: str, pid: int) -> bool:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from lakevec.engine import CollectionEngine
 from lakevec.lake.manifest import Manifest
 from lakevec.lake.snapshot import Snapshot
-from lakevec.maintenance.indexer import ADD_CHUNK, key_end, save_index, saved_encoding, write_postings
+from lakevec.maintenance.index_files import ADD_CHUNK, key_end, save_index, saved_encoding, write_postings
 from lakevec.write.index import (
     Encoding,
     gather_tail,

@@ -18,7 +18,6 @@ from lakevec.lake.manifest import Manifest
 from lakevec.lake.quantize import (
     INT8,
     PROJECTED,
-    REUSE_VARIANCE,
     SAMPLE_ROWS,
     Projection,
     choose_projection,
@@ -112,7 +111,7 @@ def index_encoding(snap: Snapshot, tail: list[int]) -> Encoding:
     sample = tail_sample(snap, tail) if newest is not None or many else None
     if newest is not None and newest.index_projection is not None and sample is not None:
         projector = snap.projection(newest.index_projection)
-        if projector is not None and projector.retained(sample) >= REUSE_VARIANCE:
+        if projector is not None and projector.keeps(sample):
             return Encoding(newest.index_scale, PROJECTED, newest.index_projection, projector)
     if many and sample is not None:
         projector = choose_projection(space, sample)
@@ -122,6 +121,12 @@ def index_encoding(snap: Snapshot, tail: list[int]) -> Encoding:
         e.index_scale for e in manifest.fragments if e.index_scale is not None and e.index_codec != PROJECTED
     ]
     return Encoding(scales[-1] if scales else index_scale(space, live_vectors(snap, tail[0])[1]), INT8)
+
+
+def fits(snap: Snapshot, tail: list[int], encoding: Encoding) -> bool:
+    """Whether the rows of ``tail`` may join an index of ``encoding``: its axes, if it has
+    any, keep most of their variance (:meth:`Projection.keeps`)."""
+    return encoding.projector is None or encoding.projector.keeps(tail_sample(snap, tail))
 
 
 def tail_sample(snap: Snapshot, tail: list[int]) -> np.ndarray:
