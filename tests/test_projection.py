@@ -189,3 +189,32 @@ def test_entries_without_a_projection_read_as_before():
     doc["format_version"] = 3
     doc["fragments"] = [{k: v for k, v in dataclasses.asdict(entry).items() if k != "index_projection"}]
     assert Manifest.from_json(doc).fragments == (entry,)
+
+
+@pytest.mark.parametrize("cut", [0, 10, 0.5])
+def test_a_cut_short_projection_is_a_corrupt_file_and_changes_nothing(tmp_path, cut):
+    """A projection (or route, or postings) file that is not a whole .npz file is reported as a
+    corrupt file, not as zipfile's or EOF errors; the collection keeps every row."""
+    from lakevec.errors import CorruptFileError
+    from lakevec.lake.npz import load_npz
+    from tests.conftest import storage_state
+
+    n, dim = 6_000, 128
+    x = clustered(n, dim, rank=10)
+    col = lakevec.PersistentClient(str(tmp_path)).create_collection("cut", embedding_function=None)
+    col.add(ids=[f"r{i}" for i in range(n)], embeddings=x)
+    col.wait_for_index()
+    engine = col._engine
+    (entry,) = engine.snapshot().manifest.fragments
+    full = engine.cache.path(entry.index_projection)
+    data = open(full, "rb").read()
+    with pytest.raises(ValueError):
+        load_npz(data[: int(cut * len(data)) if isinstance(cut, float) else cut])
+    with open(full, "wb") as f:
+        f.write(data[: int(cut * len(data)) if isinstance(cut, float) else cut])
+    reader = lakevec.PersistentClient(str(tmp_path)).get_collection("cut", embedding_function=None)
+    before = storage_state(reader)
+    with pytest.raises(CorruptFileError):
+        reader.query(query_embeddings=x[:2], n_results=3)
+    assert storage_state(reader) == before
+    assert reader.count() == n

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lakevec.lake.npz import load_npz
+
 INT8 = "i8"  # index_codec: int8 values rounded here
 PROJECTED = "i8p"  # index_codec: rows projected (:class:`Projection`), then as INT8
 #: a projection keeps the fewest axes, a multiple of AXES_STEP from half the dimension up to
@@ -86,12 +88,12 @@ class Projection:
 
     @staticmethod
     def from_bytes(data: bytes) -> Projection:
-        with np.load(io.BytesIO(data), allow_pickle=False) as doc:
-            mean = doc["mean"].astype(np.float32)
-            axes = np.ascontiguousarray(doc["axes"], dtype=np.float32)
-            if mean.ndim != 1 or axes.ndim != 2 or axes.shape[0] != len(mean):
-                raise ValueError(f"projection of shapes {mean.shape} and {axes.shape}")
-            return Projection(mean, axes, bool(doc["unit"]))
+        doc = load_npz(data)
+        mean = doc["mean"].astype(np.float32)
+        axes = np.ascontiguousarray(doc["axes"], dtype=np.float32)
+        if mean.ndim != 1 or axes.ndim != 2 or axes.shape[0] != len(mean):
+            raise ValueError(f"projection of shapes {mean.shape} and {axes.shape}")
+        return Projection(mean, axes, bool(doc["unit"]))
 
 
 def choose_projection(space: str, vectors: np.ndarray) -> Projection | None:

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lakevec.lake.npz import load_npz
+
 _MAGIC = b"usearch"
 _GRAPH_HEAD = 40  # size, connectivity, connectivity_base, max_level, entry_slot: 5 x u64
 _KEY_U64, _SLOT_U32 = 14, 15  # usearch's scalar kinds of the key and the compressed slot
@@ -45,9 +47,9 @@ class Route:
 
     @staticmethod
     def from_bytes(data: bytes) -> Route:
-        with np.load(io.BytesIO(data), allow_pickle=False) as f:
-            offset, row_bytes, block = (int(v) for v in f["layout"])
-            return Route(f["means"], f["keys"], offset, row_bytes, block)
+        f = load_npz(data)
+        offset, row_bytes, block = (int(v) for v in f["layout"])
+        return Route(f["means"], f["keys"], offset, row_bytes, block)
 
 
 @dataclass(frozen=True)

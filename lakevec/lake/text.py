@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
+from lakevec.lake.npz import load_npz
+
 if TYPE_CHECKING:  # imported where used: a process that only queries vectors never needs it
     import polars as pl
 
@@ -130,11 +132,11 @@ class Postings:
 
     @staticmethod
     def from_bytes(data: bytes) -> Postings:
-        with np.load(io.BytesIO(data)) as z:
-            term_offsets, term_bytes = z["term_offsets"], z["term_bytes"]
-            terms = pa.LargeStringArray.from_buffers(
-                len(term_offsets) - 1,
-                pa.py_buffer(term_offsets.tobytes()),
-                pa.py_buffer(term_bytes.tobytes()),
-            ).cast(pa.string())
-            return Postings(terms, z["offsets"], z["rows"], z["counts"], z["lengths"])
+        z = load_npz(data)
+        term_offsets, term_bytes = z["term_offsets"], z["term_bytes"]
+        terms = pa.LargeStringArray.from_buffers(
+            len(term_offsets) - 1,
+            pa.py_buffer(term_offsets.tobytes()),
+            pa.py_buffer(term_bytes.tobytes()),
+        ).cast(pa.string())
+        return Postings(terms, z["offsets"], z["rows"], z["counts"], z["lengths"])
